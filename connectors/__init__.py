@@ -1,0 +1,1 @@
+"""One small protocol per kind of external system, with implementations chosen by URI scheme."""

@@ -1,0 +1,79 @@
+"""Request dependencies: the app's services, the authenticated caller and its guard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from control_plane.authorization import Authorization, Caller, Guard
+from control_plane.errors import UnauthenticatedError
+from control_plane.identity.oidc import InvalidTokenError, OidcVerifier
+from control_plane.identity.tokens import TOKEN_PREFIX, principal_for_token
+from control_plane.runs import RunEngine, RunWorker
+from control_plane.settings import Settings
+from control_plane.store import Database
+from control_plane.store.models import Principal
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything ``create_app`` builds, shared by the handlers."""
+
+    settings: Settings
+    db: Database
+    authorization: Authorization
+    runs: RunEngine
+    worker: RunWorker | None
+    oidc: OidcVerifier | None
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise UnauthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
+    return credentials.strip()
+
+
+def _caller(session: Session, services: Services, token: str) -> Caller:
+    if token.startswith(TOKEN_PREFIX):
+        principal_id = principal_for_token(session, token)
+        principal = session.get(Principal, principal_id) if principal_id else None
+        if principal is None:
+            raise UnauthenticatedError("the API token is unknown, revoked or expired")
+    elif services.oidc is not None:
+        try:
+            identity = services.oidc.verify(token)
+        except InvalidTokenError as exc:
+            raise UnauthenticatedError(f"invalid bearer JWT: {exc}") from exc
+        principal = session.scalars(
+            select(Principal).where(Principal.oidc_subject == identity.subject)
+        ).first()
+        if principal is None:
+            raise UnauthenticatedError(f"no principal is bound to OIDC subject {identity.subject}")
+    else:
+        raise UnauthenticatedError("the bearer token is not a govplane API token")
+    return Caller(principal.id, principal.name, principal.kind, dict(principal.attributes))
+
+
+def get_guard(request: Request, services: ServicesDep) -> Guard:
+    """Authenticate the request and bind a guard to the current policy snapshot."""
+    token = _bearer(request)
+    with services.db.session() as session:
+        caller = _caller(session, services, token)
+        engine = services.authorization.engine(session)
+    return Guard(engine, caller)
+
+
+GuardDep = Annotated[Guard, Depends(get_guard)]

@@ -1,0 +1,110 @@
+"""``/models``: the model inventory — owner, risk tier, intended use, versions and stage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import StringConstraints
+from sqlalchemy import select
+
+from control_plane.api.deps import GuardDep, ServicesDep
+from control_plane.api.fields import Domain, Name, RequestModel, ResponseModel, RiskTier, Text
+from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
+from control_plane.errors import NotFoundError
+from control_plane.inventory.catalog import can_read, readable, register
+from control_plane.store.models import Model, ModelVersion
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+class ModelCreate(RequestModel):
+    name: Name
+    domain: Domain
+    risk_tier: RiskTier
+    intended_use: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    description: Text = ""
+
+
+class ModelOut(ResponseModel):
+    id: str
+    name: str
+    domain: str
+    owner: str
+    risk_tier: str
+    intended_use: str
+    description: str
+    created_at: datetime
+
+
+class ModelVersionOut(ResponseModel):
+    model: str
+    version: int
+    stage: str
+    source_run_id: str | None
+    evidence: dict[str, Any]
+    created_at: datetime
+
+
+def _model(services: ServicesDep, guard: GuardDep, name: str) -> Model:
+    with services.db.session() as session:
+        row = session.scalars(select(Model).where(Model.name == name)).first()
+        return readable(session, guard, row, f"model named {name!r}")
+
+
+@router.post("", status_code=201)
+def create(body: ModelCreate, services: ServicesDep, guard: GuardDep) -> ModelOut:
+    row = Model(**body.model_dump(), owner=guard.caller.name, created_by=guard.caller.name)
+    with services.db.session(write=True) as session:
+        return ModelOut.model_validate(register(session, guard, row))
+
+
+@router.get("")
+def list_models(
+    services: ServicesDep,
+    guard: GuardDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    domain: Annotated[Domain | None, Query()] = None,
+    risk_tier: Annotated[RiskTier | None, Query()] = None,
+) -> Page[ModelOut]:
+    statement = select(Model)
+    if domain is not None:
+        statement = statement.where(Model.domain == domain)
+    if risk_tier is not None:
+        statement = statement.where(Model.risk_tier == risk_tier)
+    with services.db.session() as session:
+        rows, next_cursor = fetch_page(session, statement, Model.id, limit, cursor, can_read(guard))
+    return Page(items=[ModelOut.model_validate(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get("/{name}")
+def get(name: str, services: ServicesDep, guard: GuardDep) -> ModelOut:
+    return ModelOut.model_validate(_model(services, guard, name))
+
+
+@router.get("/{name}/versions/{version}")
+def get_version(
+    name: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    services: ServicesDep,
+    guard: GuardDep,
+) -> ModelVersionOut:
+    model = _model(services, guard, name)
+    with services.db.session() as session:
+        row = session.scalars(
+            select(ModelVersion).where(
+                ModelVersion.model_id == model.id, ModelVersion.version == version
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"model {name!r} has no version {version}")
+        return ModelVersionOut(
+            model=name,
+            version=row.version,
+            stage=row.stage,
+            source_run_id=row.source_run_id,
+            evidence=row.evidence,
+            created_at=row.created_at,
+        )

@@ -1,0 +1,93 @@
+"""``create_app(settings)``: the FastAPI application, built with everything it needs."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
+
+from control_plane.api import approvals, datasets, health, models, policies, principals, runs, sites
+from control_plane.api.deps import Services
+from control_plane.authorization import Authorization
+from control_plane.body_limit import BodyLimit
+from control_plane.errors import install_problem_handlers
+from control_plane.http_metrics import RequestMetrics
+from control_plane.identity.oidc import OidcConfig, OidcVerifier
+from control_plane.runs import Executor, RunEngine, RunKind, RunWorker
+from control_plane.runs.policy_change import PolicyChangeExecutor
+from control_plane.settings import Settings
+from control_plane.store import Database
+
+API_PREFIX = "/api/v1"
+
+
+def build_services(
+    settings: Settings, executors: Mapping[RunKind, Executor] | None = None
+) -> Services:
+    """The store, policy decision point, run engine, worker and OIDC verifier for ``settings``.
+
+    Args:
+        settings: the configuration.
+        executors: executors by run kind, added to the built-in ones (``policy_change``).
+    """
+    db = Database(settings.sqlalchemy_url)
+    engine = RunEngine(db, {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db), **(executors or {})})
+    worker = (
+        RunWorker(engine, settings.worker_id or socket.gethostname(), settings.worker_poll_seconds)
+        if settings.run_worker
+        else None
+    )
+    oidc = None
+    if settings.oidc_enabled:
+        assert settings.oidc_issuer
+        assert settings.oidc_audience
+        assert settings.oidc_jwks_url
+        oidc = OidcVerifier(
+            OidcConfig(
+                issuer=settings.oidc_issuer,
+                audience=settings.oidc_audience,
+                jwks_url=settings.oidc_jwks_url,
+                algorithms=settings.oidc_algorithms,
+            )
+        )
+    return Services(settings, db, Authorization(), engine, worker, oidc)
+
+
+def create_app(settings: Settings, executors: Mapping[RunKind, Executor] | None = None) -> FastAPI:
+    """The control-plane application for ``settings``."""
+    services = build_services(settings, executors)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if services.worker is not None:
+            services.worker.start()
+        try:
+            yield
+        finally:
+            if services.worker is not None:
+                services.worker.stop()
+            services.db.dispose()
+
+    app = FastAPI(
+        title="govplane",
+        version="0.1.0",
+        summary="Governance, privacy and model-risk control plane for machine learning",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (health, principals, policies, datasets, models, sites, runs, approvals):
+        api.include_router(module.router)
+    app.include_router(api)
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
+    app.add_middleware(RequestMetrics, registry=registry)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

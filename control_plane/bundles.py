@@ -1,0 +1,79 @@
+"""Policy bundles in the store: the active one, proposals, history, and activation.
+
+A bundle change is itself a governed run (``policy_change``): a proposal is stored, a run plans
+the gates the *current* bundle requires for it (an approval by default), and
+:class:`control_plane.runs.policy_change.PolicyChangeExecutor` activates the proposal only when
+the run gets that far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from control_plane.errors import ConflictError, InvalidInputError
+from control_plane.store import utcnow
+from control_plane.store.models import PolicyBundleRow
+from control_plane.store.revisions import bump_revision
+from policies import BundleError, PolicyBundle
+
+
+def active_bundle_row(session: Session) -> PolicyBundleRow | None:
+    """The active bundle's row, if any."""
+    return session.scalars(
+        select(PolicyBundleRow).where(PolicyBundleRow.status == "active")
+    ).first()
+
+
+def history(session: Session) -> list[PolicyBundleRow]:
+    """Every bundle the store has seen, newest first."""
+    return list(
+        session.scalars(select(PolicyBundleRow).order_by(PolicyBundleRow.created_at.desc()))
+    )
+
+
+def activate_bundle(session: Session, bundle: PolicyBundle, created_by: str | None) -> bool:
+    """Make ``bundle`` the active one; returns False if it already was."""
+    previous = active_bundle_row(session)
+    if previous is not None and previous.version == bundle.version:
+        return False
+    if previous is not None:
+        previous.status = "superseded"
+        session.flush()
+    row = session.get(PolicyBundleRow, bundle.version)
+    if row is None:
+        row = PolicyBundleRow(version=bundle.version, files=dict(bundle.files), status="active")
+        row.created_by = created_by
+        session.add(row)
+    row.status = "active"
+    row.activated_at = utcnow()
+    bump_revision(session)
+    return True
+
+
+def propose_bundle(session: Session, files: Mapping[str, str], proposed_by: str) -> PolicyBundle:
+    """Validate and store a proposed bundle.
+
+    Raises:
+        InvalidInputError: the bundle does not validate (the message names the file and problem).
+        ConflictError: the proposal is the active bundle.
+    """
+    try:
+        bundle = PolicyBundle.from_files(files)
+    except BundleError as exc:
+        raise InvalidInputError(f"invalid policy bundle: {exc}") from exc
+    row = session.get(PolicyBundleRow, bundle.version)
+    if row is not None and row.status == "active":
+        raise ConflictError(f"bundle {bundle.version} is already the active bundle")
+    if row is None:
+        session.add(
+            PolicyBundleRow(
+                version=bundle.version,
+                files=dict(bundle.files),
+                status="proposed",
+                created_by=proposed_by,
+            )
+        )
+    return bundle

@@ -1,0 +1,277 @@
+"""The ``govplane`` command line.
+
+``init``, ``serve`` and ``policy check`` work on the local data directory or bundle;
+``principals`` and ``runs`` are clients of a running control plane (``--url``, ``--token``),
+so they pass through the same authentication, authorization and validation as any client.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+
+from control_plane.settings import Settings
+
+app = typer.Typer(help="govplane: governance, privacy and model-risk control plane for ML.")
+principals_app = typer.Typer(help="Manage principals and their API tokens.")
+runs_app = typer.Typer(help="Submit and follow governed runs.")
+policy_app = typer.Typer(help="Work with policy bundles.")
+app.add_typer(principals_app, name="principals")
+app.add_typer(runs_app, name="runs")
+app.add_typer(policy_app, name="policy")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="GOVPLANE_DATA_DIR", help="Data directory [./.govplane]."),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Url = Annotated[
+    str, typer.Option("--url", envvar="GOVPLANE_URL", help="Base URL of the control plane.")
+]
+Token = Annotated[
+    str, typer.Option("--token", envvar="GOVPLANE_TOKEN", help="API token.", show_default=False)
+]
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else human)
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Policy bundle to install instead of the default.")
+    ] = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Create the embedded default store and print a bootstrap admin token (shown once)."""
+    from control_plane.bootstrap import initialize
+    from policies import BundleError
+
+    try:
+        done = initialize(_settings(data_dir), bundle)
+    except BundleError as exc:
+        _fail(f"invalid policy bundle: {exc}")
+    data = {
+        "admin_token": done.admin_token,
+        "data_dir": str(done.data_dir),
+        "bundle_version": done.bundle_version,
+    }
+    verb = "Initialized" if done.created else "Already initialized"
+    _emit(
+        data,
+        as_json,
+        f"{verb} {done.data_dir} (policy bundle {done.bundle_version}).\n"
+        f"Admin token (shown once): {done.admin_token}",
+    )
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+) -> None:
+    """Run the API and the run worker."""
+    import uvicorn
+
+    from control_plane.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port)
+    typer.echo(f"govplane serving on http://{host}:{port} (data in {settings.data_dir})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@policy_app.command("check")
+def policy_check(
+    bundle_dir: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
+    cases: Annotated[
+        Path | None, typer.Option(help="Case files or folder [BUNDLE_DIR/cases].")
+    ] = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Validate a bundle and run its policy cases."""
+    from policies import BundleError, load_bundle, load_cases, run_cases
+
+    try:
+        bundle = load_bundle(bundle_dir)
+        case_files = (
+            load_cases(cases or bundle_dir / "cases")
+            if (cases or (bundle_dir / "cases").is_dir())
+            else []
+        )
+    except (BundleError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    failures = run_cases(bundle, case_files)
+    total = sum(len(case_file.cases) for case_file in case_files)
+    data = {
+        "bundle_version": bundle.version,
+        "cases": total,
+        "failures": [str(failure) for failure in failures],
+    }
+    lines = [f"bundle {bundle.version} is valid; {total - len(failures)}/{total} cases pass"]
+    lines += [f"FAIL {failure}" for failure in failures]
+    _emit(data, as_json, "\n".join(lines))
+    if failures:
+        raise typer.Exit(1)
+
+
+def _call(
+    url: str,
+    token: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    try:
+        response = httpx.request(
+            method,
+            f"{url.rstrip('/')}/api/v1{path}",
+            json=body,
+            params={k: v for k, v in (params or {}).items() if v is not None},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {url}: {exc}")
+    if response.is_error:
+        try:
+            problem = response.json()
+            _fail(f"{problem['status']} {problem['title']}: {problem['detail']}")
+        except (ValueError, KeyError, TypeError):
+            _fail(f"HTTP {response.status_code}: {response.text[:200]}")
+    return response.json()
+
+
+def _split(value: str, separator: str, form: str) -> tuple[str, str]:
+    key, sep, item = value.partition(separator)
+    if not sep or not key or not item:
+        _fail(f"{value!r} is not of the form {form}")
+    return key, item
+
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@principals_app.command("create")
+def principals_create(
+    name: str,
+    token: Token,
+    role: Annotated[
+        list[str], typer.Option(help="ROLE@DOMAIN (DOMAIN * for all); repeatable.")
+    ] = [],  # noqa: B006
+    attr: Annotated[list[str], typer.Option(help="KEY=VALUE attribute; repeatable.")] = [],  # noqa: B006
+    kind: Annotated[str, typer.Option(help="user or service.")] = "user",
+    oidc_subject: Annotated[str | None, typer.Option(help="Bind an OIDC `sub`.")] = None,
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """Create a principal with roles per domain."""
+    roles = [
+        dict(zip(("role", "domain"), _split(r, "@", "ROLE@DOMAIN"), strict=True)) for r in role
+    ]
+    attributes = dict(_split(a, "=", "KEY=VALUE") for a in attr)
+    body: dict[str, Any] = {"name": name, "kind": kind, "roles": roles, "attributes": attributes}
+    if oidc_subject:
+        body["oidc_subject"] = oidc_subject
+    created = _call(url, token, "POST", "/principals", body)
+    _emit(created, as_json, f"created {created['kind']} {created['name']} ({created['id']})")
+
+
+@principals_app.command("list")
+def principals_list(token: Token, url: Url = DEFAULT_URL, as_json: JsonOut = False) -> None:
+    """List principals."""
+    page = _call(url, token, "GET", "/principals", params={"limit": 200})
+    rows = [
+        f"{p['id']}  {p['name']:<24} {p['kind']:<8} "
+        + ", ".join(f"{r['role']}@{r['domain']}" for r in p["roles"])
+        for p in page["items"]
+    ]
+    _emit(page, as_json, "\n".join(rows) or "no principals")
+
+
+@principals_app.command("token")
+def principals_token(
+    principal_id: str,
+    token: Token,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650)] = None,
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """Issue an API token for a principal (shown once)."""
+    issued = _call(
+        url,
+        token,
+        "POST",
+        f"/principals/{principal_id}/tokens",
+        {"expires_in_days": expires_in_days},
+    )
+    _emit(issued, as_json, issued["token"])
+
+
+@runs_app.command("submit")
+def runs_submit(
+    kind: str,
+    target: Annotated[str, typer.Argument(help="dataset:NAME, model:NAME, ...")],
+    token: Token,
+    input_: Annotated[list[str], typer.Option("--input", help="Input asset; repeatable.")] = [],  # noqa: B006
+    param: Annotated[list[str], typer.Option(help="KEY=JSON_OR_TEXT; repeatable.")] = [],  # noqa: B006
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """Submit a governed run."""
+    params: dict[str, Any] = {}
+    for key, value in (_split(p, "=", "KEY=VALUE") for p in param):
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    body = {"kind": kind, "target": target, "inputs": input_, "params": params}
+    run = _call(url, token, "POST", "/runs", body)
+    _emit(run, as_json, f"run {run['id']} {run['state']}")
+
+
+@runs_app.command("list")
+def runs_list(
+    token: Token,
+    state: Annotated[str | None, typer.Option(help="Only runs in this state.")] = None,
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """List runs."""
+    page = _call(url, token, "GET", "/runs", params={"limit": 200, "state": state})
+    rows = [f"{r['id']}  {r['kind']:<16} {r['state']:<18} {r['target']}" for r in page["items"]]
+    _emit(page, as_json, "\n".join(rows) or "no runs")
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, token: Token, url: Url = DEFAULT_URL, as_json: JsonOut = False) -> None:
+    """Show a run with its gate results."""
+    run = _call(url, token, "GET", f"/runs/{run_id}")
+    lines = [f"run {run['id']} ({run['kind']} {run['target']}): {run['state']}"]
+    lines += [
+        f"  gate {g['gate']}: {g['status']}"
+        + (f" — {'; '.join(g['reasons'])}" if g["reasons"] else "")
+        for g in run["gates"]
+    ]
+    if run["error"]:
+        lines.append(f"  error: {run['error']}")
+    _emit(run, as_json, "\n".join(lines))

@@ -1,0 +1,1 @@
+"""Who is asking: API tokens and OIDC bearer JWTs."""

@@ -1,0 +1,1 @@
+"""The inventory: datasets, models and their versions, federated sites."""

@@ -1,0 +1,35 @@
+"""The executor protocol: what carries out a run once its gates pass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from control_plane.runs.states import RunKind
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What an executor is given about the run it carries out."""
+
+    run_id: str
+    kind: RunKind
+    domain: str
+    target: str
+    inputs: tuple[str, ...]
+    params: Mapping[str, Any]
+    attributes: Mapping[str, Any]
+    submitted_by: str
+    bundle_version: str
+
+
+class Executor(Protocol):
+    """Carries out runs of one kind through a connector; raising fails the run."""
+
+    @property
+    def kind(self) -> RunKind: ...
+
+    def execute(self, context: ExecutionContext) -> Mapping[str, Any]:
+        """Do the work and return JSON-serializable outputs to store with the run."""
+        ...

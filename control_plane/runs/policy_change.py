@@ -1,0 +1,30 @@
+"""The executor of ``policy_change`` runs: activate the proposed bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from control_plane.bundles import activate_bundle
+from control_plane.runs.executors import ExecutionContext
+from control_plane.runs.states import RunKind
+from control_plane.store import Database
+from control_plane.store.models import PolicyBundleRow
+from policies import PolicyBundle
+
+
+class PolicyChangeExecutor:
+    """Activates the proposed bundle a ``policy_change`` run targets (``policy:VERSION``)."""
+
+    kind = RunKind.POLICY_CHANGE
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def execute(self, context: ExecutionContext) -> Mapping[str, Any]:
+        version = context.target.removeprefix("policy:")
+        with self._db.session(write=True) as session:
+            row = session.get_one(PolicyBundleRow, version)
+            bundle = PolicyBundle.from_files(row.files)
+            activate_bundle(session, bundle, context.submitted_by)
+        return {"activated": version}

@@ -1,0 +1,52 @@
+"""An in-process worker that claims and processes runs off the request path."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from control_plane.runs.engine import RunEngine
+
+_log = logging.getLogger(__name__)
+
+
+class RunWorker:
+    """Polls for claimable runs and processes them, one at a time, in a daemon thread."""
+
+    def __init__(self, engine: RunEngine, name: str, poll_seconds: float) -> None:
+        self._engine = engine
+        self.name = name
+        self._poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"run-worker-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A run was submitted or resumed: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def drain(self) -> int:
+        """Process claimable runs until none is left; returns how many were processed."""
+        processed = 0
+        while not self._stop.is_set() and (run_id := self._engine.claim_next(self.name)):
+            self._engine.process(run_id)
+            processed += 1
+        return processed
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.drain()
+            except Exception:
+                _log.exception("run worker %s failed; retrying", self.name)
+            self._wake.wait(self._poll_seconds)
+            self._wake.clear()

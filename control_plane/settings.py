@@ -1,0 +1,50 @@
+"""All configuration in one settings object, read from ``GOVPLANE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Control-plane settings.
+
+    Every field can be set from the environment with the ``GOVPLANE_`` prefix, for example
+    ``GOVPLANE_DATABASE_URL=postgresql+psycopg://localhost/govplane``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GOVPLANE_", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        default=Path(".govplane"), description="Embedded default data directory."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: a SQLite file in the data directory."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
+    run_worker: bool = Field(default=True, description="Execute runs in this process.")
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_id: str | None = Field(default=None, description="Name of this replica's worker.")
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The store's URL: the configured one, or the embedded SQLite file."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'govplane.db'}"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Whether bearer JWTs are accepted (issuer, audience and JWKS URL are all set)."""
+        return bool(self.oidc_issuer and self.oidc_audience and self.oidc_jwks_url)

@@ -1,0 +1,245 @@
+"""ORM rows of the control-plane store. API schemas are separate (``control_plane.api``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from control_plane.store.db import new_id, utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _id() -> Mapped[str]:
+    return mapped_column(String(32), primary_key=True, default=new_id)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(default=utcnow)
+
+
+class Principal(Base):
+    """A user or service account."""
+
+    __tablename__ = "principals"
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    oidc_subject: Mapped[str | None] = mapped_column(String(512), unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class RoleAssignment(Base):
+    """A principal's role in a domain (``*`` for every domain)."""
+
+    __tablename__ = "role_assignments"
+    principal_id: Mapped[str] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ApiToken(Base):
+    """An API token, stored only as its SHA-256 digest."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = _id()
+    principal_id: Mapped[str] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None]
+
+
+class PolicyBundleRow(Base):
+    """A policy bundle version (content hash) with its files and lifecycle status."""
+
+    __tablename__ = "policy_bundles"
+    version: Mapped[str] = mapped_column(String(80), primary_key=True)
+    files: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+    activated_at: Mapped[datetime | None]
+
+
+class Revision(Base):
+    """A counter bumped on every change that invalidates cached authorization state."""
+
+    __tablename__ = "revisions"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Dataset(Base):
+    """A governed dataset."""
+
+    __tablename__ = "datasets"
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    classification: Mapped[str] = mapped_column(String(16))
+    pii_columns: Mapped[list[Any]] = mapped_column(default=list)
+    columns: Mapped[list[Any]] = mapped_column(default=list)
+    location: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    epsilon_budget: Mapped[float | None] = mapped_column(Float)
+    delta_budget: Mapped[float | None] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+
+
+class Model(Base):
+    """A model in the inventory."""
+
+    __tablename__ = "models"
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    intended_use: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+
+
+class ModelVersion(Base):
+    """One version of a model, with its stage and evidence."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    id: Mapped[str] = _id()
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(32), default="none")
+    source_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+
+
+class Site(Base):
+    """A federated site: who operates it, where its data resides."""
+
+    __tablename__ = "sites"
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    operator: Mapped[str] = mapped_column(String(128))
+    residency: Mapped[str] = mapped_column(String(64))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    node_id: Mapped[str | None] = mapped_column(String(256))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+
+
+class Run(Base):
+    """A governed run and where it stands in its state machine."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = _id()
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(300))
+    inputs: Mapped[list[Any]] = mapped_column(default=list)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    plan: Mapped[list[Any]] = mapped_column(default=list)
+    bundle_version: Mapped[str] = mapped_column(String(80))
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None]
+
+
+class RunTransition(Base):
+    """One state change of a run; append-only."""
+
+    __tablename__ = "run_transitions"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = _created()
+
+
+class GateResultRow(Base):
+    """A gate's result for a run; written once, never updated."""
+
+    __tablename__ = "gate_results"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gate: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = _created()
+
+
+class Approval(Base):
+    """An approval a run waits for, with the requirement the bundle set."""
+
+    __tablename__ = "approvals"
+    id: Mapped[str] = _id()
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), unique=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requirement: Mapped[dict[str, Any]]
+    requested_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None]

@@ -1,0 +1,20 @@
+"""Revision counters that tell every replica when cached state went stale."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from control_plane.store.models import Revision
+
+AUTHZ = "authz"
+
+
+def bump_revision(session: Session, name: str = AUTHZ) -> None:
+    """Mark the state named ``name`` stale on every replica."""
+    session.execute(update(Revision).where(Revision.name == name).values(value=Revision.value + 1))
+
+
+def current_revision(session: Session, name: str = AUTHZ) -> int | None:
+    """The counter's value; None if the store was never initialized."""
+    return session.scalar(select(Revision.value).where(Revision.name == name))

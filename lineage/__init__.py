@@ -1,0 +1,1 @@
+"""OpenLineage capture, the lineage graph and outbound transports."""

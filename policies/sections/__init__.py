@@ -1,0 +1,1 @@
+"""The YAML sections of a policy bundle, one module per file."""

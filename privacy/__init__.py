@@ -1,0 +1,1 @@
+"""Differential privacy, homomorphic encryption, PII handling and federated training."""

@@ -1,0 +1,221 @@
+"""Governed runs through the API: authorize, plan, gate, execute, and record every step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from control_plane.runs import RunKind, RunState
+from control_plane.store.models import GateResultRow, Run
+from tests.conftest import RecordingExecutor, as_caller, drain, principal_token
+
+
+def _dataset(client: TestClient, name: str, classification: str, domain: str = "retail") -> None:
+    response = client.post(
+        "/api/v1/datasets",
+        json={"name": name, "domain": domain, "classification": classification},
+    )
+    assert response.status_code == 201, response.text
+
+
+def _model(client: TestClient, name: str, risk_tier: str, domain: str = "retail") -> None:
+    response = client.post(
+        "/api/v1/models",
+        json={"name": name, "domain": domain, "risk_tier": risk_tier, "intended_use": "scoring"},
+    )
+    assert response.status_code == 201, response.text
+
+
+def _submit(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/runs", json=body)
+    assert response.status_code == 202, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+def _run(client: TestClient, run_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/v1/runs/{run_id}")
+    assert response.status_code == 200, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+def test_a_run_is_planned_gated_and_executed(
+    client: TestClient, executors: dict[RunKind, RecordingExecutor]
+) -> None:
+    # Given an internal dataset and a low-risk model
+    _dataset(client, "adult", "internal")
+    _model(client, "credit", "low")
+    # When a plain training run is submitted and the worker processes it
+    run = _submit(client, kind="train", target="model:credit", inputs=["dataset:adult"])
+    assert run["state"] == RunState.PENDING
+    assert [step["gate"] for step in run["plan"]] == ["privacy_mode"]
+    assert drain(client) == 1
+    # Then its gate passed, the executor ran once, and the transitions are recorded in order
+    done = _run(client, run["id"])
+    assert done["state"] == RunState.SUCCEEDED
+    assert [(g["gate"], g["status"]) for g in done["gates"]] == [("privacy_mode", "pass")]
+    assert executors[RunKind.TRAIN].executed == [run["id"]]
+    assert done["outputs"] == {"target": "model:credit", "inputs": ["dataset:adult"]}
+    assert [t["to_state"] for t in done["transitions"]] == ["pending", "running", "succeeded"]
+    assert done["attributes"]["classification"] == "internal"
+    assert done["bundle_version"].startswith("sha256:")
+
+
+def test_a_failing_gate_stops_the_run_before_execution(
+    client: TestClient, executors: dict[RunKind, RecordingExecutor]
+) -> None:
+    # Given restricted data, which the default bundle does not allow to train on in the clear
+    _dataset(client, "patients", "restricted")
+    _model(client, "triage", "low")
+    # When a plain training run is submitted
+    run = _submit(
+        client,
+        kind="train",
+        target="model:triage",
+        inputs=["dataset:patients"],
+        params={"privacy_mode": "plain"},
+    )
+    drain(client)
+    # Then the privacy gate fails with its reasons, and nothing was executed
+    done = _run(client, run["id"])
+    assert done["state"] == RunState.FAILED
+    assert done["gates"][0]["status"] == "fail"
+    assert done["gates"][0]["reasons"]
+    assert executors[RunKind.TRAIN].executed == []
+
+
+def test_an_executor_error_fails_the_run_with_the_error(
+    client: TestClient, executors: dict[RunKind, RecordingExecutor]
+) -> None:
+    executors[RunKind.INGEST].fail_with = "disk full"
+    _dataset(client, "events", "public")
+    run = _submit(client, kind="ingest", target="dataset:events")
+    drain(client)
+    done = _run(client, run["id"])
+    assert done["state"] == RunState.FAILED
+    assert done["error"] == "RuntimeError: disk full"
+
+
+def test_promotion_of_a_high_risk_model_waits_for_approval(
+    client: TestClient, executors: dict[RunKind, RecordingExecutor]
+) -> None:
+    # Given a high-risk model
+    _model(client, "credit", "high")
+    # When a promotion to production is processed
+    run = _submit(
+        client, kind="promote", target="model:credit", params={"target_stage": "production"}
+    )
+    drain(client)
+    # Then the run awaits an approval that lists the bundle's requirement, and nothing executed
+    waiting = _run(client, run["id"])
+    assert waiting["state"] == RunState.AWAITING_APPROVAL
+    approvals = client.get("/api/v1/approvals", params={"status": "pending"}).json()["items"]
+    assert [a["run_id"] for a in approvals] == [run["id"]]
+    assert approvals[0]["requirement"]["approvers"] >= 1
+    assert executors[RunKind.PROMOTE].executed == []
+    # And when the approval completes, the run resumes and executes exactly once
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session(write=True) as session:
+        services.runs.resume(session, run["id"], approved=True, reason="approved")
+    drain(client)
+    assert _run(client, run["id"])["state"] == RunState.SUCCEEDED
+    assert executors[RunKind.PROMOTE].executed == [run["id"]]
+
+
+def test_a_rejected_approval_ends_the_run(client: TestClient) -> None:
+    _model(client, "credit", "high")
+    run = _submit(
+        client, kind="promote", target="model:credit", params={"target_stage": "production"}
+    )
+    drain(client)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session(write=True) as session:
+        services.runs.resume(session, run["id"], approved=False, reason="missing evidence")
+    done = _run(client, run["id"])
+    assert done["state"] == RunState.REJECTED
+    assert done["transitions"][-1]["reason"] == "missing evidence"
+
+
+def test_finished_runs_cannot_be_moved_again(client: TestClient) -> None:
+    _dataset(client, "adult", "internal")
+    _model(client, "credit", "low")
+    run = _submit(client, kind="train", target="model:credit", inputs=["dataset:adult"])
+    drain(client)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with (
+        services.db.session(write=True) as session,
+        pytest.raises(Exception, match="cannot become"),
+    ):
+        services.runs.resume(session, run["id"], approved=True, reason="again")
+    assert _run(client, run["id"])["state"] == RunState.SUCCEEDED
+
+
+def test_gate_results_are_written_once(client: TestClient) -> None:
+    _dataset(client, "adult", "internal")
+    _model(client, "credit", "low")
+    run = _submit(client, kind="train", target="model:credit", inputs=["dataset:adult"])
+    drain(client)
+    drain(client)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session() as session:
+        rows = session.query(GateResultRow).filter_by(run_id=run["id"]).all()
+        assert len(rows) == 1
+        assert session.get_one(Run, run["id"]).claimed_by == "test"
+
+
+def test_a_kind_without_an_executor_is_refused(client: TestClient) -> None:
+    _model(client, "credit", "low")
+    response = client.post("/api/v1/runs", json={"kind": "deploy", "target": "model:credit"})
+    assert response.status_code == 422
+    assert "no executor" in response.json()["detail"]
+    assert client.get("/api/v1/runs").json()["items"] == []
+
+
+def test_unknown_targets_and_kinds(client: TestClient) -> None:
+    assert (
+        client.post("/api/v1/runs", json={"kind": "train", "target": "model:nope"}).status_code
+        == 404
+    )
+    assert (
+        client.post("/api/v1/runs", json={"kind": "teleport", "target": "model:x"}).status_code
+        == 422
+    )
+    response = client.post("/api/v1/runs", json={"kind": "train", "target": "table:x"})
+    assert response.status_code == 422
+    assert "known types" in response.json()["detail"]
+
+
+def test_a_forbidden_run_is_403_with_the_rule_and_is_not_stored(client: TestClient) -> None:
+    # Given an auditor, who may read but not train
+    _model(client, "credit", "low")
+    token = principal_token(client, "audrey", [("auditor", "*")])
+    # When the auditor submits a training run
+    response = client.post(
+        "/api/v1/runs",
+        json={"kind": "train", "target": "model:credit"},
+        headers=as_caller(client, token),
+    )
+    # Then it is forbidden with the deciding rule, and no run exists
+    assert response.status_code == 403
+    assert response.json()["rule"]
+    assert response.json()["bundle_version"].startswith("sha256:")
+    assert client.get("/api/v1/runs").json()["items"] == []
+
+
+def test_runs_list_filters_and_paginates(client: TestClient) -> None:
+    _dataset(client, "adult", "internal")
+    _model(client, "credit", "low")
+    ids = [
+        _submit(client, kind="train", target="model:credit", inputs=["dataset:adult"])["id"]
+        for _ in range(5)
+    ]
+    first = client.get("/api/v1/runs", params={"limit": 2}).json()
+    second = client.get("/api/v1/runs", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    third = client.get("/api/v1/runs", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    seen = [r["id"] for page in (first, second, third) for r in page["items"]]
+    assert seen == ids
+    assert third["next_cursor"] is None
+    assert client.get("/api/v1/runs", params={"state": "succeeded"}).json()["items"] == []
