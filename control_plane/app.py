@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -16,7 +16,7 @@ from control_plane.body_limit import BodyLimit
 from control_plane.errors import install_problem_handlers
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
-from control_plane.runs import Executor, RunEngine, RunKind, RunWorker
+from control_plane.runs import Executor, RunEngine, RunKind, RunWorker, TransitionRecorder
 from control_plane.runs.policy_change import PolicyChangeExecutor
 from control_plane.settings import Settings
 from control_plane.store import Database
@@ -25,16 +25,23 @@ API_PREFIX = "/api/v1"
 
 
 def build_services(
-    settings: Settings, executors: Mapping[RunKind, Executor] | None = None
+    settings: Settings,
+    executors: Mapping[RunKind, Executor] | None = None,
+    recorders: Sequence[TransitionRecorder] = (),
 ) -> Services:
     """The store, policy decision point, run engine, worker and OIDC verifier for ``settings``.
 
     Args:
         settings: the configuration.
         executors: executors by run kind, added to the built-in ones (``policy_change``).
+        recorders: what else records each run transition, after the built-in ones.
     """
     db = Database(settings.sqlalchemy_url)
-    engine = RunEngine(db, {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db), **(executors or {})})
+    engine = RunEngine(
+        db,
+        {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db), **(executors or {})},
+        recorders,
+    )
     worker = (
         RunWorker(engine, settings.worker_id or socket.gethostname(), settings.worker_poll_seconds)
         if settings.run_worker
@@ -56,9 +63,13 @@ def build_services(
     return Services(settings, db, Authorization(), engine, worker, oidc)
 
 
-def create_app(settings: Settings, executors: Mapping[RunKind, Executor] | None = None) -> FastAPI:
-    """The control-plane application for ``settings``."""
-    services = build_services(settings, executors)
+def create_app(
+    settings: Settings,
+    executors: Mapping[RunKind, Executor] | None = None,
+    recorders: Sequence[TransitionRecorder] = (),
+) -> FastAPI:
+    """The control-plane application for ``settings`` (see :func:`build_services`)."""
+    services = build_services(settings, executors, recorders)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from control_plane.runs.engine import RunEngine, RunSubmission
 from control_plane.runs.executors import ExecutionContext, Executor
+from control_plane.runs.recording import TransitionRecorder
 from control_plane.runs.states import RunKind, RunState, check_transition
 from control_plane.runs.worker import RunWorker
 
@@ -13,5 +14,6 @@ __all__ = [
     "RunState",
     "RunSubmission",
     "RunWorker",
+    "TransitionRecorder",
     "check_transition",
 ]

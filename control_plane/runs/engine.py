@@ -7,7 +7,7 @@ on any number of replicas sharing one database execute each run exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from control_plane.authorization import Guard
 from control_plane.errors import InvalidInputError, NotFoundError
 from control_plane.inventory.assets import resolve_asset
 from control_plane.runs.executors import ExecutionContext, Executor
+from control_plane.runs.recording import TransitionRecorder
 from control_plane.runs.states import RunKind, RunState, check_transition
 from control_plane.store import Database, utcnow
 from control_plane.store.models import Approval, GateResultRow, PolicyBundleRow, Run, RunTransition
@@ -42,9 +43,15 @@ class RunSubmission:
 class RunEngine:
     """Submits, claims, gates, executes and resumes governed runs."""
 
-    def __init__(self, db: Database, executors: Mapping[RunKind, Executor]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        executors: Mapping[RunKind, Executor],
+        recorders: Sequence[TransitionRecorder] = (),
+    ) -> None:
         self._db = db
         self._executors = dict(executors)
+        self._recorders = tuple(recorders)
 
     @property
     def kinds(self) -> frozenset[RunKind]:
@@ -96,7 +103,7 @@ class RunEngine:
         )
         session.add(run)
         session.flush()
-        session.add(RunTransition(run_id=run.id, position=0, to_state=RunState.PENDING))
+        self._record(session, run, RunTransition(run_id=run.id, position=0, to_state=run.state))
         return run
 
     def claim_next(self, worker: str) -> str | None:
@@ -118,7 +125,7 @@ class RunEngine:
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     run = session.get_one(Run, run_id)
                     if run.state == RunState.PENDING:
-                        _transition(session, run, RunState.RUNNING, f"claimed by {worker}")
+                        self._transition(session, run, RunState.RUNNING, f"claimed by {worker}")
                     return run_id
         return None
 
@@ -142,11 +149,11 @@ class RunEngine:
                 session.add(_result_row(run_id, position, result))
                 locked = session.get_one(Run, run_id)
                 if result.status == GateStatus.FAIL:
-                    _finish(session, locked, RunState.FAILED, f"gate {result.gate} failed")
+                    self._finish(session, locked, RunState.FAILED, f"gate {result.gate} failed")
                     return RunState.FAILED
                 if result.status == GateStatus.NEEDS_APPROVAL:
                     _open_approval(session, locked, result)
-                    _transition(session, locked, RunState.AWAITING_APPROVAL, f"{result.gate}")
+                    self._transition(session, locked, RunState.AWAITING_APPROVAL, result.gate)
                     locked.claimed_by = None
                     return RunState.AWAITING_APPROVAL
         return self._execute(run)
@@ -157,10 +164,10 @@ class RunEngine:
         if run is None:
             raise NotFoundError(f"no run {run_id}")
         if approved:
-            _transition(session, run, RunState.RUNNING, reason)
+            self._transition(session, run, RunState.RUNNING, reason)
             run.claimed_by = None
         else:
-            _finish(session, run, RunState.REJECTED, reason)
+            self._finish(session, run, RunState.REJECTED, reason)
 
     def _execute(self, run: Run) -> RunState:
         context = ExecutionContext(
@@ -181,13 +188,36 @@ class RunEngine:
             with self._db.session(write=True) as session:
                 locked = session.get_one(Run, run.id)
                 locked.error = f"{type(exc).__name__}: {exc}"
-                _finish(session, locked, RunState.FAILED, "executor failed")
+                self._finish(session, locked, RunState.FAILED, "executor failed")
             return RunState.FAILED
         with self._db.session(write=True) as session:
             locked = session.get_one(Run, run.id)
             locked.outputs = outputs
-            _finish(session, locked, RunState.SUCCEEDED, "executed")
+            self._finish(session, locked, RunState.SUCCEEDED, "executed")
         return RunState.SUCCEEDED
+
+    def _transition(self, session: Session, run: Run, target: RunState, reason: str) -> None:
+        check_transition(RunState(run.state), target)
+        position = session.scalar(
+            select(func.count()).select_from(RunTransition).where(RunTransition.run_id == run.id)
+        )
+        transition = RunTransition(
+            run_id=run.id, position=position, from_state=run.state, to_state=target, reason=reason
+        )
+        run.state = target
+        run.updated_at = utcnow()
+        self._record(session, run, transition)
+
+    def _finish(self, session: Session, run: Run, target: RunState, reason: str) -> None:
+        run.finished_at = utcnow()
+        self._transition(session, run, target, reason)
+
+    def _record(self, session: Session, run: Run, transition: RunTransition) -> None:
+        """Add the transition row, then let every recorder write in the same transaction."""
+        session.add(transition)
+        session.flush()
+        for recorder in self._recorders:
+            recorder.record(session, run, transition)
 
 
 def _run_attributes(target: Mapping[str, Any], inputs: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -243,22 +273,3 @@ def _open_approval(session: Session, run: Run, result: GateResult) -> None:
             expires_at=utcnow() + timedelta(hours=hours) if hours else None,
         )
     )
-
-
-def _transition(session: Session, run: Run, target: RunState, reason: str) -> None:
-    check_transition(RunState(run.state), target)
-    position = session.scalar(
-        select(func.count()).select_from(RunTransition).where(RunTransition.run_id == run.id)
-    )
-    session.add(
-        RunTransition(
-            run_id=run.id, position=position, from_state=run.state, to_state=target, reason=reason
-        )
-    )
-    run.state = target
-    run.updated_at = utcnow()
-
-
-def _finish(session: Session, run: Run, target: RunState, reason: str) -> None:
-    _transition(session, run, target, reason)
-    run.finished_at = utcnow()

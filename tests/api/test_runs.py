@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from control_plane.app import create_app
 from control_plane.runs import RunKind, RunState
-from control_plane.store.models import GateResultRow, Run
+from control_plane.settings import Settings
+from control_plane.store.models import GateResultRow, Run, RunTransition
 from tests.conftest import RecordingExecutor, as_caller, drain, principal_token
 
 
@@ -219,3 +222,50 @@ def test_runs_list_filters_and_paginates(client: TestClient) -> None:
     assert seen == ids
     assert third["next_cursor"] is None
     assert client.get("/api/v1/runs", params={"state": "succeeded"}).json()["items"] == []
+
+
+class _TransitionLog:
+    """A recorder that keeps every transition it sees, and can refuse the ones into a state."""
+
+    def __init__(self, refuse: RunState | None = None) -> None:
+        self.refuse = refuse
+        self.seen: list[tuple[str, str]] = []
+
+    def record(self, session: Session, run: Run, transition: RunTransition) -> None:
+        if transition.to_state == self.refuse:
+            raise RuntimeError(f"cannot record {transition.to_state}")
+        self.seen.append((run.id, transition.to_state))
+
+
+def _app_with(settings: Settings, admin_token: str, recorder: _TransitionLog) -> TestClient:
+    app = create_app(settings, {RunKind.TRAIN: RecordingExecutor(RunKind.TRAIN)}, [recorder])
+    client = TestClient(app, raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {admin_token}"
+    return client
+
+
+def test_recorders_see_every_transition_in_order(settings: Settings, admin_token: str) -> None:
+    # Given a control plane with a transition recorder
+    recorder = _TransitionLog()
+    with _app_with(settings, admin_token, recorder) as client:
+        _dataset(client, "adult", "internal")
+        _model(client, "credit", "low")
+        # When a run is submitted and processed
+        run = _submit(client, kind="train", target="model:credit", inputs=["dataset:adult"])
+        drain(client)
+    # Then the recorder saw each of its transitions, in order
+    assert recorder.seen == [(run["id"], s) for s in ("pending", "running", "succeeded")]
+
+
+def test_a_transition_that_cannot_be_recorded_does_not_happen(
+    settings: Settings, admin_token: str
+) -> None:
+    # Given a recorder that cannot record new runs
+    with _app_with(settings, admin_token, _TransitionLog(refuse=RunState.PENDING)) as client:
+        _dataset(client, "adult", "internal")
+        _model(client, "credit", "low")
+        # When a run is submitted
+        response = client.post("/api/v1/runs", json={"kind": "train", "target": "model:credit"})
+        # Then it is refused and no run is stored
+        assert response.status_code >= 500
+        assert client.get("/api/v1/runs").json()["items"] == []
