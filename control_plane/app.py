@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
@@ -41,9 +43,14 @@ def build_services(
         db,
         {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db), **(executors or {})},
         recorders,
+        timedelta(seconds=settings.run_lease_seconds),
     )
     worker = (
-        RunWorker(engine, settings.worker_id or socket.gethostname(), settings.worker_poll_seconds)
+        RunWorker(
+            engine,
+            settings.worker_id or f"{socket.gethostname()}:{os.getpid()}",
+            settings.worker_poll_seconds,
+        )
         if settings.run_worker
         else None
     )

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     run_worker: bool = Field(default=True, description="Execute runs in this process.")
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     worker_id: str | None = Field(default=None, description="Name of this replica's worker.")
+    run_lease_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="How long a worker's claim on a run lasts without a heartbeat.",
+    )
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import Field, field_validator
+from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,7 +34,7 @@ class RunCreate(RequestModel):
     @field_validator("params")
     @classmethod
     def _bounded(cls, params: dict[str, Any]) -> dict[str, Any]:
-        if len(RunCreate.__pydantic_serializer__.to_json(params)) > _MAX_PARAMS_BYTES:
+        if len(to_json(params)) > _MAX_PARAMS_BYTES:
             raise ValueError(f"params must serialize to at most {_MAX_PARAMS_BYTES} bytes")
         return params
 

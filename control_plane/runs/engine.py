@@ -1,7 +1,9 @@
 """The run engine: authorize and plan on submit; claim, gate and execute off the request path.
 
 Claiming is a compare-and-set on the run row (``claimed_by IS NULL``), so any number of workers
-on any number of replicas sharing one database execute each run exactly once.
+on any number of replicas sharing one database execute each run exactly once. A claim is a
+lease that its worker renews while it works; a run whose lease runs out (its worker crashed or
+stalled) fails rather than running again, since its executor may already have acted.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ class RunEngine:
         db: Database,
         executors: Mapping[RunKind, Executor],
         recorders: Sequence[TransitionRecorder] = (),
+        lease: timedelta = timedelta(seconds=60),
     ) -> None:
         self._db = db
         self._executors = dict(executors)
         self._recorders = tuple(recorders)
+        self.lease = lease
 
     @property
     def kinds(self) -> frozenset[RunKind]:
@@ -107,7 +111,11 @@ class RunEngine:
         return run
 
     def claim_next(self, worker: str) -> str | None:
-        """Claim the oldest claimable run for ``worker``; None when there is none."""
+        """Claim the oldest claimable run for ``worker``; None when there is none.
+
+        Runs whose worker lost its lease are failed first (:meth:`fail_lost_runs`).
+        """
+        self.fail_lost_runs()
         with self._db.session(write=True) as session:
             candidates = session.scalars(
                 select(Run.id)
@@ -120,7 +128,11 @@ class RunEngine:
                 claimed = session.execute(
                     update(Run)
                     .where(Run.id == run_id, Run.claimed_by.is_(None))
-                    .values(claimed_by=worker, updated_at=utcnow())
+                    .values(
+                        claimed_by=worker,
+                        lease_expires_at=utcnow() + self.lease,
+                        updated_at=utcnow(),
+                    )
                 )
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     run = session.get_one(Run, run_id)
@@ -128,6 +140,46 @@ class RunEngine:
                         self._transition(session, run, RunState.RUNNING, f"claimed by {worker}")
                     return run_id
         return None
+
+    def renew(self, run_id: str, worker: str) -> bool:
+        """Extend ``worker``'s lease on a run it works on; False when it no longer holds it."""
+        with self._db.session(write=True) as session:
+            renewed = session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.claimed_by == worker, Run.state == RunState.RUNNING)
+                .values(lease_expires_at=utcnow() + self.lease)
+            )
+            return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+    def fail_lost_runs(self) -> int:
+        """Fail the running runs whose lease has run out; returns how many."""
+        now = utcnow()
+        lost = 0
+        with self._db.session(write=True) as session:
+            expired = session.scalars(
+                select(Run.id).where(
+                    Run.state == RunState.RUNNING,
+                    Run.claimed_by.is_not(None),
+                    Run.lease_expires_at < now,
+                )
+            ).all()
+            for run_id in expired:
+                taken = session.execute(
+                    update(Run)
+                    .where(
+                        Run.id == run_id,
+                        Run.state == RunState.RUNNING,
+                        Run.lease_expires_at < now,
+                    )
+                    .values(lease_expires_at=None)
+                )
+                if taken.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # renewed, finished or failed by someone else meanwhile
+                run = session.get_one(Run, run_id)
+                run.error = f"worker {run.claimed_by} stopped renewing its claim"
+                self._finish(session, run, RunState.FAILED, "worker lost")
+                lost += 1
+        return lost
 
     def process(self, run_id: str) -> RunState:
         """Run the remaining gates of a claimed run, then execute it; returns its new state."""
@@ -155,6 +207,7 @@ class RunEngine:
                     _open_approval(session, locked, result)
                     self._transition(session, locked, RunState.AWAITING_APPROVAL, result.gate)
                     locked.claimed_by = None
+                    locked.lease_expires_at = None
                     return RunState.AWAITING_APPROVAL
         return self._execute(run)
 
@@ -210,6 +263,7 @@ class RunEngine:
 
     def _finish(self, session: Session, run: Run, target: RunState, reason: str) -> None:
         run.finished_at = utcnow()
+        run.lease_expires_at = None
         self._transition(session, run, target, reason)
 
     def _record(self, session: Session, run: Run, transition: RunTransition) -> None:

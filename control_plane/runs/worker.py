@@ -38,9 +38,28 @@ class RunWorker:
         """Process claimable runs until none is left; returns how many were processed."""
         processed = 0
         while not self._stop.is_set() and (run_id := self._engine.claim_next(self.name)):
-            self._engine.process(run_id)
+            self._process(run_id)
             processed += 1
         return processed
+
+    def _process(self, run_id: str) -> None:
+        """Process one claimed run, renewing the claim's lease until it is done."""
+        done = threading.Event()
+        interval = self._engine.lease.total_seconds() / 3
+
+        def heartbeat() -> None:
+            while not done.wait(interval):
+                if not self._engine.renew(run_id, self.name):
+                    _log.warning("run worker %s lost its claim on run %s", self.name, run_id)
+                    return
+
+        beating = threading.Thread(target=heartbeat, name=f"lease-{run_id}", daemon=True)
+        beating.start()
+        try:
+            self._engine.process(run_id)
+        finally:
+            done.set()
+            beating.join()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

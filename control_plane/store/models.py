@@ -197,6 +197,7 @@ class Run(Base):
     bundle_version: Mapped[str] = mapped_column(String(80))
     submitted_by: Mapped[str] = mapped_column(String(128))
     claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
     outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from control_plane.bundles import activate_bundle, active_bundle_row
 from control_plane.identity.tokens import issue_token, principal_for_token
-from control_plane.runs import RunEngine, RunKind, RunState
+from control_plane.runs import ExecutionContext, RunEngine, RunKind, RunState, RunWorker
 from control_plane.store import Database, new_id, utcnow
 from control_plane.store.models import Dataset, Principal, Run, RunTransition
 from control_plane.store.revisions import bump_revision, current_revision
@@ -133,7 +133,7 @@ def test_revision_counter_increments(db: Database) -> None:
         assert current_revision(session) == (start or 0) + 2
 
 
-def _pending_runs(db: Database, count: int) -> list[str]:
+def _pending_runs(db: Database, count: int, bundle_version: str = "sha256:x") -> list[str]:
     with db.session(write=True) as session:
         runs = [
             Run(
@@ -141,7 +141,7 @@ def _pending_runs(db: Database, count: int) -> list[str]:
                 state=RunState.PENDING,
                 domain="retail",
                 target="model:m",
-                bundle_version="sha256:x",
+                bundle_version=bundle_version,
                 submitted_by="alice",
             )
             for _ in range(count)
@@ -186,3 +186,76 @@ def test_concurrent_workers_claim_each_run_exactly_once(database_url: str) -> No
         assert transitions == 30
     for database in [setup, *databases]:
         database.dispose()
+
+
+def _state(db: Database, run_id: str) -> tuple[str, str | None]:
+    with db.session() as session:
+        run = session.get_one(Run, run_id)
+        return run.state, run.error
+
+
+def test_a_run_whose_worker_stops_renewing_fails_and_never_runs_again(db: Database) -> None:
+    # Given a run claimed by a worker that then stops (crashed) without renewing its lease
+    lease = timedelta(milliseconds=200)
+    (run_id,) = _pending_runs(db, 1)
+    assert RunEngine(db, {}, lease=lease).claim_next("crashed") == run_id
+    time.sleep(0.3)
+    # When another worker looks for work
+    other = RunEngine(db, {}, lease=lease)
+    claimed = other.claim_next("survivor")
+    # Then the run is not handed out again: it failed, naming the lost worker
+    assert claimed is None
+    assert _state(db, run_id) == (RunState.FAILED, "worker crashed stopped renewing its claim")
+    assert other.fail_lost_runs() == 0
+
+
+def test_a_renewed_claim_is_kept_and_only_its_holder_can_renew_it(db: Database) -> None:
+    # Given a claimed run whose worker renews its short lease
+    engine = RunEngine(db, {}, lease=timedelta(milliseconds=300))
+    (run_id,) = _pending_runs(db, 1)
+    assert engine.claim_next("w1") == run_id
+    for _ in range(4):
+        time.sleep(0.1)
+        assert engine.renew(run_id, "w1")
+    # Then it was never taken away, and nobody else can renew it
+    assert engine.fail_lost_runs() == 0
+    assert _state(db, run_id) == (RunState.RUNNING, None)
+    assert not engine.renew(run_id, "w2")
+
+
+class _SlowExecutor:
+    kind = RunKind.TRAIN
+
+    def execute(self, context: ExecutionContext) -> dict[str, str]:
+        time.sleep(1.0)
+        return {"run": context.run_id}
+
+
+def test_the_worker_heartbeat_keeps_a_long_run_alive(db: Database) -> None:
+    # Given a run that executes for longer than the lease, and a rival worker reaping leases
+    bundle = load_bundle(DEFAULT_BUNDLE_DIR)
+    with db.session(write=True) as session:
+        activate_bundle(session, bundle, None)
+    (run_id,) = _pending_runs(db, 1, bundle.version)
+    lease = timedelta(milliseconds=300)
+    worker = RunWorker(RunEngine(db, {RunKind.TRAIN: _SlowExecutor()}, lease=lease), "w1", 0.05)
+    rival = RunEngine(db, {}, lease=lease)
+    reaped: list[int] = []
+    done = threading.Event()
+
+    def reap() -> None:
+        while not done.is_set():
+            reaped.append(rival.fail_lost_runs())
+            time.sleep(0.05)
+
+    reaper = threading.Thread(target=reap)
+    reaper.start()
+    # When the worker processes it
+    try:
+        assert worker.drain() == 1
+    finally:
+        done.set()
+        reaper.join()
+    # Then the rival never took it, and it succeeded
+    assert sum(reaped) == 0
+    assert _state(db, run_id) == (RunState.SUCCEEDED, None)

@@ -110,6 +110,11 @@ def upgrade() -> None:
         sa.Column("bundle_version", sa.String(length=80), nullable=False),
         sa.Column("submitted_by", sa.String(length=128), nullable=False),
         sa.Column("claimed_by", sa.String(length=128), nullable=True),
+        sa.Column(
+            "lease_expires_at",
+            control_plane.store.models.UTCDateTime(timezone=True),
+            nullable=True,
+        ),
         sa.Column("outputs", sa.JSON(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column(
