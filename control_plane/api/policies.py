@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import Field, StringConstraints
 
+from audit import AuditEvent, payload_digest
 from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
 from control_plane.api.runs import RunDetail, run_detail
+from control_plane.audit_trail import decision_event
 from control_plane.bundles import active_bundle_row, history, propose_bundle
 from control_plane.errors import ProblemError
 from control_plane.inventory.assets import PLATFORM_DOMAIN
@@ -80,6 +82,19 @@ def propose(body: BundleProposal, services: ServicesDep, guard: GuardDep) -> Pro
     guard.require("propose", "policy:*", PLATFORM_DOMAIN)
     with services.db.session(write=True) as session:
         bundle = propose_bundle(session, body.files, guard.caller.name)
+        services.audit.append(
+            session,
+            [
+                AuditEvent(
+                    actor=guard.caller.name,
+                    action="policy.propose",
+                    resource=f"policy:{bundle.version}",
+                    decision="ok",
+                    request_id=guard.request_id,
+                    payload={"version": bundle.version, "files_sha256": payload_digest(body.files)},
+                )
+            ],
+        )
         submission = RunSubmission(kind=RunKind.POLICY_CHANGE, target=f"policy:{bundle.version}")
         run = services.runs.submit(session, guard, submission)
         detail = run_detail(session, run)
@@ -89,16 +104,18 @@ def propose(body: BundleProposal, services: ServicesDep, guard: GuardDep) -> Pro
 
 
 @router.post("/decide")
-def decide(body: DecideRequest, guard: GuardDep) -> DecisionOut:
+def decide(body: DecideRequest, services: ServicesDep, guard: GuardDep) -> DecisionOut:
     guard.require("decide", "policy:*", body.domain)
-    decision = guard.engine.decide(
-        AuthzRequest(
-            subject=body.subject,
-            domain=body.domain,
-            object=body.object,
-            action=body.action,
-            attributes=body.attributes,
-        )
+    request = AuthzRequest(
+        subject=body.subject,
+        domain=body.domain,
+        object=body.object,
+        action=body.action,
+        attributes=body.attributes,
+    )
+    decision = guard.engine.decide(request)
+    services.audit.commit(
+        [decision_event(guard.caller.name, guard.request_id, request, decision, "policy.decide")]
     )
     return DecisionOut(
         allowed=decision.allowed, rule=decision.rule, bundle_version=decision.bundle_version

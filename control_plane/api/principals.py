@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query
 from pydantic import Field
 from sqlalchemy import select
 
+from audit import AuditEvent
 from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
@@ -76,6 +77,25 @@ def create(body: PrincipalCreate, services: ServicesDep, guard: GuardDep) -> Pri
         principal = create_principal(
             session, guard.bundle, body.name, body.kind, roles, body.attributes, body.oidc_subject
         )
+        services.audit.append(
+            session,
+            [
+                AuditEvent(
+                    actor=guard.caller.name,
+                    action="principal.create",
+                    resource=f"principal:{body.name}",
+                    decision="ok",
+                    request_id=guard.request_id,
+                    payload={
+                        "id": principal.id,
+                        "kind": body.kind,
+                        "roles": [f"{role}@{domain}" for role, domain in sorted(roles)],
+                        "attributes": dict(body.attributes),
+                        "oidc_subject": body.oidc_subject,
+                    },
+                )
+            ],
+        )
         return _out(principal, roles_of(session, principal.id))
 
 
@@ -120,4 +140,20 @@ def create_token(
         principal = authorized_principal(session, guard, principal_id, "issue_token")
         days = body.expires_in_days if body else None
         token, expires_at = new_token(session, principal, days)
+        services.audit.append(
+            session,
+            [
+                AuditEvent(
+                    actor=guard.caller.name,
+                    action="token.issue",
+                    resource=f"principal:{principal.name}",
+                    decision="ok",
+                    request_id=guard.request_id,
+                    payload={
+                        "token": token,
+                        "expires_at": expires_at.isoformat() if expires_at else None,
+                    },
+                )
+            ],
+        )
     return TokenOut(token=token, expires_at=expires_at)
