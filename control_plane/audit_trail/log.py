@@ -142,7 +142,8 @@ class AuditLog:
             frontier.append(digest)
             prev = digest
         if rows:
-            session.execute(insert(AuditRecord), rows)
+            # Core, not the ORM's bulk path: the rows are plain values and this is the hot path.
+            session.connection().execute(insert(AuditRecord.__table__), rows)
             session.execute(
                 update(AuditHead)
                 .where(AuditHead.id == _HEAD)
