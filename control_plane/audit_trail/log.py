@@ -45,9 +45,16 @@ from control_plane.audit_trail.group_commit import GroupCommitter
 from control_plane.audit_trail.keys import AuditKeys
 from control_plane.errors import InvalidInputError, ProblemError
 from control_plane.store import Database, utcnow
-from control_plane.store.models import AuditCheckpointRow, AuditHead, AuditPrune, AuditRecord
+from control_plane.store.models import (
+    AuditCheckpointRow,
+    AuditHead,
+    AuditPrune,
+    AuditRecord,
+    Base,
+)
 
 _HEAD = 1
+_RECORDS = Base.metadata.tables["audit_records"]
 _CHUNK = 1000
 
 
@@ -143,7 +150,7 @@ class AuditLog:
             prev = digest
         if rows:
             # Core, not the ORM's bulk path: the rows are plain values and this is the hot path.
-            session.connection().execute(insert(AuditRecord.__table__), rows)
+            session.connection().execute(insert(_RECORDS), rows)
             session.execute(
                 update(AuditHead)
                 .where(AuditHead.id == _HEAD)

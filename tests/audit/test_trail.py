@@ -346,3 +346,28 @@ def test_a_filtered_export_shows_only_matching_records_and_still_verifies(
     assert {i["action"] for i in shown} == {"token.issue"}
     assert any(i["kind"] == "elided" for i in items)
     assert verify_export(export, key).valid
+
+
+def test_pruning_keeps_the_rest_verifiable(client: TestClient, tmp_path: Path) -> None:
+    # Given a trail behind a signed checkpoint
+    principal_token(client, "leo", [("auditor", "*")])
+    trail: AuditLog = client.app.state.services.audit  # type: ignore[attr-defined]
+    signed = client.get("/api/v1/audit/checkpoints/latest").json()
+    key = load_public_key(signed["public_key"].encode())
+    cut = signed["size"] - 2
+    # When records before the cut are pruned, and more records are written
+    with pytest.raises(Exception, match="cannot be pruned"):
+        trail.prune(signed["size"] + 50, "0" * 64, "admin")
+    deleted = trail.prune(cut, "0" * 64, "admin")
+    principal_token(client, "mia", [("auditor", "*")])
+    # Then the rest still verifies, proofs of kept records work, and exports verify offline
+    verified = client.get("/api/v1/audit/verify").json()
+    export = tmp_path / "after.jsonl"
+    export.write_bytes(client.get("/api/v1/audit/export").content)
+    proof = client.get("/api/v1/audit/proofs/inclusion", params={"index": cut})
+    assert deleted == cut
+    assert verified["valid"] is True, verified
+    assert verified["records"] == verified["size"] - cut
+    assert proof.status_code == 200
+    assert verify_export(export, key).valid
+    assert _events(client, action="audit.prune")
