@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -105,7 +106,9 @@ def propose(body: BundleProposal, services: ServicesDep, guard: GuardDep) -> Pro
 
 @router.post("/decide")
 def decide(body: DecideRequest, services: ServicesDep, guard: GuardDep) -> DecisionOut:
-    guard.require("decide", "policy:*", body.domain)
+    permit = guard.decide("decide", "policy:*", body.domain)
+    if not permit.allowed:
+        guard.require("decide", "policy:*", body.domain)  # raises 403, recording the refusal
     request = AuthzRequest(
         subject=body.subject,
         domain=body.domain,
@@ -114,9 +117,9 @@ def decide(body: DecideRequest, services: ServicesDep, guard: GuardDep) -> Decis
         attributes=body.attributes,
     )
     decision = guard.engine.decide(request)
-    services.audit.commit(
-        [decision_event(guard.caller.name, guard.request_id, request, decision, "policy.decide")]
-    )
+    # One record holds the caller's permission and the decision it asked for: one commit.
+    event = decision_event(guard.caller.name, guard.request_id, request, decision, "policy.decide")
+    services.audit.commit([replace(event, reasons=(*event.reasons, f"permitted by {permit.rule}"))])
     return DecisionOut(
         allowed=decision.allowed, rule=decision.rule, bundle_version=decision.bundle_version
     )

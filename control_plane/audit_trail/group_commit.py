@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -29,12 +30,16 @@ class GroupCommitter:
         db: the store.
         append: writes records in a transaction and returns their sequence numbers.
         max_batch: the most records committed together.
+        linger: the longest a batch waits for more writers (seconds).
     """
 
-    def __init__(self, db: Database, append: Append, max_batch: int = 1024) -> None:
+    def __init__(
+        self, db: Database, append: Append, max_batch: int = 1024, linger: float = 0.0005
+    ) -> None:
         self._db = db
         self._append = append
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -67,24 +72,39 @@ class GroupCommitter:
                 self._thread.start()
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        waiting = 1  # how many writers the last batch served
+        while True:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            size = len(first[0])
-            while size < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                size += len(item[0])
+            batch, stopping = self._gather([first], waiting)
             self._commit(batch)
+            waiting = len(batch)
+            if stopping:
+                return
+
+    def _gather(self, batch: list[_Batch], expected: int) -> tuple[list[_Batch], bool]:
+        """Add what is queued to ``batch``, lingering briefly while writers seem to be coming.
+
+        The writers of the last batch re-submit as soon as they are answered; waiting up to
+        ``linger`` seconds for them costs far less than the commit that would follow without
+        them.
+        """
+        size = sum(len(events) for events, _ in batch)
+        deadline = time.monotonic() + self._linger
+        while size < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                if len(batch) >= expected or time.monotonic() >= deadline:
+                    return batch, False
+                time.sleep(self._linger / 8)
+                continue
+            if item is None:
+                return batch, True
+            batch.append(item)
+            size += len(item[0])
+        return batch, False
 
     def _commit(self, batch: list[_Batch]) -> None:
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import JSON, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -54,7 +54,22 @@ from control_plane.store.models import (
 )
 
 _HEAD = 1
-_RECORDS = Base.metadata.tables["audit_records"]
+_LOCK_HEAD = (
+    select(AuditHead.size, AuditHead.last_hash, AuditHead.frontier)
+    .where(AuditHead.id == _HEAD)
+    .with_for_update()
+)
+_INSERT_RECORDS = insert(Base.metadata.tables["audit_records"])
+_MOVE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == _HEAD)
+    .values(
+        size=bindparam("new_size"),
+        root_hash=bindparam("new_root"),
+        last_hash=bindparam("new_last"),
+        frontier=bindparam("new_frontier", type_=JSON),
+    )
+)
 _CHUNK = 1000
 
 
@@ -107,11 +122,8 @@ class AuditLog:
             raise AuditUnavailableError(str(exc).splitlines()[0]) from exc
 
     def _append(self, session: Session, events: Sequence[AuditEvent]) -> list[int]:
-        size, _, last_hash, hashes = session.execute(
-            select(AuditHead.size, AuditHead.root_hash, AuditHead.last_hash, AuditHead.frontier)
-            .where(AuditHead.id == _HEAD)
-            .with_for_update()
-        ).one()
+        connection = session.connection()
+        size, last_hash, hashes = connection.execute(_LOCK_HEAD).one()
         frontier = Frontier(size, [bytes.fromhex(h) for h in hashes])
         prev = last_hash
         rows: list[dict[str, Any]] = []
@@ -149,17 +161,16 @@ class AuditLog:
             frontier.append(digest)
             prev = digest
         if rows:
-            # Core, not the ORM's bulk path: the rows are plain values and this is the hot path.
-            session.connection().execute(insert(_RECORDS), rows)
-            session.execute(
-                update(AuditHead)
-                .where(AuditHead.id == _HEAD)
-                .values(
-                    size=frontier.size,
-                    root_hash=frontier.root(),
-                    last_hash=prev,
-                    frontier=[h.hex() for h in frontier.hashes],
-                )
+            # Prepared Core statements, not the ORM: this is the hot path of every request.
+            connection.execute(_INSERT_RECORDS, rows)
+            connection.execute(
+                _MOVE_HEAD,
+                {
+                    "new_size": frontier.size,
+                    "new_root": frontier.root(),
+                    "new_last": prev,
+                    "new_frontier": [h.hex() for h in frontier.hashes],
+                },
             )
         return [row["sequence"] for row in rows]
 
