@@ -241,8 +241,9 @@ class AuditLog:
     def verify(self) -> Verification:
         """Recompute the chain and the tree from the stored records.
 
-        Every record's bytes, chain link, stored hash and indexed fields are checked, the
-        recomputed roots are held to every signed checkpoint, and the last one to the head.
+        Every record's bytes, chain link, stored hash, sequence number and indexed fields are
+        checked, the recomputed roots are held to every signed checkpoint, and the last one to
+        the head. (Exports, which show records to readers, also check each record's form.)
         """
         with self._db.session() as session:
             size, root = session.execute(
@@ -258,7 +259,11 @@ class AuditLog:
                 )
             ]
             check = ChainCheck(
-                base.frontier, base.prev_hash, checkpoints, self._keys.signer.public_key
+                base.frontier,
+                base.prev_hash,
+                checkpoints,
+                self._keys.signer.public_key,
+                parse="fields",
             )
             rows = session.execute(
                 select(
