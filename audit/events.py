@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -97,21 +97,7 @@ class AuditEventV1:
         """Parse a record; raises ``ValueError`` for anything but a well-formed v1 record."""
         if not isinstance(value, Mapping) or value.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} record")
-        expected = {
-            "schema",
-            "sequence",
-            "time",
-            "actor",
-            "action",
-            "resource",
-            "decision",
-            "reasons",
-            "run_id",
-            "request_id",
-            "payload",
-            "payload_digest",
-            "redacted",
-        }
+        expected = {"schema", *(f.name for f in fields(cls))}
         if set(value) != expected:
             raise ValueError(f"record fields differ from {SCHEMA}")
         try:

@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import Field, StringConstraints
 
-from audit import AuditEvent, payload_digest
+from audit import payload_digest
 from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
 from control_plane.api.runs import RunDetail, run_detail
-from control_plane.audit_trail import decision_event
+from control_plane.audit_trail import action_event, decision_event
 from control_plane.bundles import active_bundle_row, history, propose_bundle
 from control_plane.errors import ProblemError
 from control_plane.inventory.assets import PLATFORM_DOMAIN
@@ -83,19 +83,9 @@ def propose(body: BundleProposal, services: ServicesDep, guard: GuardDep) -> Pro
     guard.require("propose", "policy:*", PLATFORM_DOMAIN)
     with services.db.session(write=True) as session:
         bundle = propose_bundle(session, body.files, guard.caller.name)
-        services.audit.append(
-            session,
-            [
-                AuditEvent(
-                    actor=guard.caller.name,
-                    action="policy.propose",
-                    resource=f"policy:{bundle.version}",
-                    decision="ok",
-                    request_id=guard.request_id,
-                    payload={"version": bundle.version, "files_sha256": payload_digest(body.files)},
-                )
-            ],
-        )
+        proposed = {"version": bundle.version, "files_sha256": payload_digest(body.files)}
+        event = action_event(guard, "policy.propose", f"policy:{bundle.version}", proposed)
+        services.audit.append(session, [event])
         submission = RunSubmission(kind=RunKind.POLICY_CHANGE, target=f"policy:{bundle.version}")
         run = services.runs.submit(session, guard, submission)
         detail = run_detail(session, run)

@@ -2,7 +2,12 @@
 
 from control_plane.audit_trail.keys import AuditKeys, ensure_audit_keys, load_audit_keys
 from control_plane.audit_trail.log import AuditLog, AuditUnavailableError
-from control_plane.audit_trail.recorders import DecisionAudit, RunTransitionAudit, decision_event
+from control_plane.audit_trail.recorders import (
+    DecisionAudit,
+    RunTransitionAudit,
+    action_event,
+    decision_event,
+)
 
 __all__ = [
     "AuditKeys",
@@ -10,6 +15,7 @@ __all__ = [
     "AuditUnavailableError",
     "DecisionAudit",
     "RunTransitionAudit",
+    "action_event",
     "decision_event",
     "ensure_audit_keys",
     "load_audit_keys",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from audit import AuditEvent
 from control_plane.audit_trail.log import AuditLog
-from control_plane.authorization import Caller
+from control_plane.authorization import Caller, Guard
 from control_plane.store import active_write_session
 from control_plane.store.models import Run, RunTransition
 from policies import AuthzRequest, Decision
@@ -46,6 +47,20 @@ class RunTransitionAudit:
                 )
             ],
         )
+
+
+def action_event(
+    guard: Guard, action: str, resource: str, payload: Mapping[str, Any]
+) -> AuditEvent:
+    """The record of a change the guard's caller made (it succeeded if the record commits)."""
+    return AuditEvent(
+        actor=guard.caller.name,
+        action=action,
+        resource=resource,
+        decision="ok",
+        request_id=guard.request_id,
+        payload=payload,
+    )
 
 
 def decision_event(
