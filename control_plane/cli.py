@@ -8,7 +8,7 @@ so they pass through the same authentication, authorization and validation as an
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -351,6 +351,38 @@ def audit_export(
     finally:
         trail.close()
     typer.echo(f"wrote {output}")
+
+
+@audit_app.command("prune")
+def audit_prune(
+    older_than_days: Annotated[int, typer.Option(min=1, help="Retention: keep this many days.")],
+    archive: Annotated[Path, typer.Option(help="Archive file (.jsonl, .csv or .parquet).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Archive the records older than the retention to a verified export, then prune them.
+
+    Only records behind a signed checkpoint are pruned; the tree state they leave keeps the
+    rest verifiable, and the pruning itself is recorded in the trail.
+    """
+    from audit import FORMATS, ExportError
+
+    fmt = archive.suffix.removeprefix(".")
+    if fmt not in FORMATS:
+        _fail(f"the archive must end in one of {', '.join('.' + f for f in FORMATS)}")
+    if archive.exists():
+        _fail(f"{archive} exists; an archive is never overwritten")
+    until = datetime.now(UTC) - timedelta(days=older_than_days)
+    trail = _audit_log(data_dir, database_url)
+    try:
+        pruned = trail.archive_and_prune(archive, fmt, until, "system:cli")
+    except ExportError as exc:
+        _fail(str(exc))
+    finally:
+        trail.close()
+    data = {"pruned": pruned, "archive": str(archive), "before": until.isoformat()}
+    _emit(data, as_json, f"archived and pruned {pruned} records older than {until.isoformat()}")
 
 
 @audit_app.command("public-key")

@@ -9,10 +9,13 @@ describe, or neither does.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, bindparam, delete, func, insert, select, update
@@ -24,6 +27,7 @@ from audit import (
     AuditEvent,
     AuditEventV1,
     Checkpoint,
+    ExportError,
     ExportFilter,
     ExportFormat,
     ExportRange,
@@ -37,7 +41,9 @@ from audit import (
     leaf_hash,
     payload_digest,
     range_hashes,
+    read_export,
     subtree_ranges,
+    verify_export,
 )
 from audit.exports import export_writer
 from audit.verification import ChainCheck
@@ -353,6 +359,28 @@ class AuditLog:
                     yield sink.take()
         writer.close()
         yield sink.take()
+
+    def archive_and_prune(self, archive: Path, fmt: ExportFormat, until: datetime, by: str) -> int:
+        """Export the records before ``until`` to ``archive``, verify it, then prune them.
+
+        Returns:
+            how many records were pruned (0 when none is older than ``until``).
+
+        Raises:
+            ExportError: the archive does not verify (nothing is pruned).
+        """
+        digest = hashlib.sha256()
+        with archive.open("wb") as sink:
+            for chunk in self.export(fmt, ExportFilter(until=until)):
+                digest.update(chunk)
+                sink.write(chunk)
+        verified = verify_export(archive, self._keys.signer.public_key)
+        if not verified.valid:
+            raise ExportError(f"the archive does not verify: {verified.problem}")
+        header = json.loads(next(read_export(archive))["meta"])
+        if header["end"] <= header["start"]:
+            return 0
+        return self.prune(header["end"], digest.hexdigest(), by)
 
     def prune(self, before: int, archive_digest: str, pruned_by: str) -> int:
         """Delete the records before ``before``, keeping the tree state that replaces them.

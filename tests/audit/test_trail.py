@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -371,3 +372,42 @@ def test_pruning_keeps_the_rest_verifiable(client: TestClient, tmp_path: Path) -
     assert proof.status_code == 200
     assert verify_export(export, key).valid
     assert _events(client, action="audit.prune")
+
+
+def test_retention_archives_a_verified_export_before_pruning(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    # Given a trail whose records are all younger than the retention
+    principal_token(client, "nina", [("auditor", "*")])
+    env = {"GOVPLANE_DATA_DIR": str(settings.data_dir)}
+    url = ["--database-url", settings.sqlalchemy_url]
+    runner = CliRunner()
+    # When the CLI applies a one-day retention, then every record is archived and pruned
+    kept = runner.invoke(
+        cli,
+        ["audit", "prune", "--older-than-days", "1", "--archive", str(tmp_path / "a.jsonl"), *url],
+        env=env,
+    )
+    trail: AuditLog = client.app.state.services.audit  # type: ignore[attr-defined]
+    size = client.get("/api/v1/audit/verify").json()["size"]
+    pruned = trail.archive_and_prune(
+        tmp_path / "b.parquet", "parquet", datetime.now(UTC) + timedelta(seconds=1), "admin"
+    )
+    key = tmp_path / "key.pem"
+    key.write_text(trail.public_key_pem)
+    archived = runner.invoke(
+        cli, ["audit", "verify-export", str(tmp_path / "b.parquet"), "--public-key", str(key)]
+    )
+    # Then nothing was pruned the first time, everything the second, and all still verifies
+    assert kept.exit_code == 0, kept.stdout
+    assert "pruned 0 records" in kept.stdout
+    assert pruned >= size
+    assert archived.exit_code == 0, archived.stdout
+    assert client.get("/api/v1/audit/verify").json()["valid"] is True
+    again = runner.invoke(
+        cli,
+        ["audit", "prune", "--older-than-days", "1", "--archive", str(tmp_path / "a.jsonl"), *url],
+        env=env,
+    )
+    assert again.exit_code == 1
+    assert "never overwritten" in again.stderr
