@@ -181,7 +181,7 @@ class ChainCheck:
             )
         if self.ok and head is not None and head != (self.frontier.size, root):
             self.fail(
-                self.frontier.size if head[0] > self.frontier.size else head[0] - 1,
+                min(head[0], self.frontier.size),
                 f"the log head says {head[0]} records, {self.frontier.size} chain from the start",
             )
         return Verification(

@@ -252,6 +252,9 @@ class AuditLog:
         the head. (Exports, which show records to readers, also check each record's form.)
         """
         with self._db.session() as session:
+            if not self._db.is_sqlite:
+                # One snapshot for the head and the records (SQLite transactions always are).
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             size, root = session.execute(
                 select(AuditHead.size, AuditHead.root_hash).where(AuditHead.id == _HEAD)
             ).one()
@@ -502,6 +505,7 @@ class _Chunks(io.RawIOBase):
         super().__init__()
         self._parts: list[bytes] = []
         self._position = 0
+        self._pending = 0
 
     def writable(self) -> bool:
         return True
@@ -510,6 +514,7 @@ class _Chunks(io.RawIOBase):
         chunk = bytes(data)
         self._parts.append(chunk)
         self._position += len(chunk)
+        self._pending += len(chunk)
         return len(chunk)
 
     def tell(self) -> int:
@@ -517,10 +522,10 @@ class _Chunks(io.RawIOBase):
 
     @property
     def pending(self) -> bool:
-        return sum(len(p) for p in self._parts) >= 65_536
+        return self._pending >= 65_536
 
     def take(self) -> bytes:
-        data, self._parts = b"".join(self._parts), []
+        data, self._parts, self._pending = b"".join(self._parts), [], 0
         return data
 
 

@@ -411,3 +411,57 @@ def test_retention_archives_a_verified_export_before_pruning(
     )
     assert again.exit_code == 1
     assert "never overwritten" in again.stderr
+
+
+def test_a_record_appended_behind_the_logs_back_is_found(
+    client: TestClient, database_url: str
+) -> None:
+    # Given a trail, and a copy of its last record inserted after it in the store
+    principal_token(client, "olga", [("auditor", "*")])
+    trail: AuditLog = client.app.state.services.audit  # type: ignore[attr-defined]
+    size = trail.verify().size
+    _sql(
+        database_url,
+        "INSERT INTO audit_records (sequence, occurred_at, actor, action, resource, run_id, "
+        "leaf, leaf_hash) SELECT sequence + 1, occurred_at, actor, action, resource, run_id, "
+        "leaf, leaf_hash FROM audit_records "
+        "WHERE sequence = (SELECT MAX(sequence) FROM audit_records)",
+    )
+    # When verified
+    verified = trail.verify()
+    # Then the extra record is named
+    assert verified.valid is False
+    assert verified.first_invalid == size
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/audit/export", {"format": "xml"}),
+        ("/api/v1/audit/export", {"since": "2026-01-01T00:00:00"}),
+        ("/api/v1/audit/export", {"until": "yesterday"}),
+        ("/api/v1/audit/proofs/inclusion", {"index": "-1"}),
+        ("/api/v1/audit/proofs/inclusion", {"index": "0", "tree_size": "999999"}),
+        ("/api/v1/audit/proofs/consistency", {"first": "0"}),
+        ("/api/v1/audit/proofs/consistency", {"first": "5", "second": "2"}),
+        ("/api/v1/audit/events", {"limit": "100000"}),
+        ("/api/v1/audit/events", {"run_id": "x' OR 1=1 --"}),
+    ],
+)
+def test_malformed_audit_queries_get_a_precise_422(
+    client: TestClient, path: str, params: dict[str, str]
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"]
+
+
+def test_the_audit_trail_is_for_auditors_only(client: TestClient) -> None:
+    token = principal_token(client, "pia", [("data_scientist", "retail")])
+    auditor = principal_token(client, "quinn", [("auditor", "*")])
+    refused = client.get("/api/v1/audit/verify", headers=as_caller(client, token))
+    allowed = client.get("/api/v1/audit/verify", headers=as_caller(client, auditor))
+    assert refused.status_code == 403
+    assert allowed.status_code == 200
+    assert allowed.json()["valid"] is True
