@@ -37,18 +37,17 @@ def _split(size: int) -> int:
 class Frontier:
     """The perfect subtrees covering the first ``size`` leaves: a log's compact tree state.
 
-    Appending a leaf merges equal-sized subtrees like a binary counter, so each append costs
-    one leaf hash plus, on average, one node hash.
+    The subtrees' sizes are the binary digits of ``size``, biggest first, so appending a leaf
+    is a binary increment: it merges one subtree per trailing one bit, one leaf hash plus, on
+    average, one node hash.
     """
 
-    __slots__ = ("_hashes", "_sizes", "size")
+    __slots__ = ("_hashes", "size")
 
     def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
-        sizes = [1 << bit for bit in reversed(range(size.bit_length())) if size >> bit & 1]
-        if len(sizes) != len(hashes) or any(len(h) != 32 for h in hashes):
-            raise ValueError(f"a frontier of {size} leaves has {len(sizes)} 32-byte hashes")
+        if size < 0 or len(hashes) != size.bit_count() or any(len(h) != 32 for h in hashes):
+            raise ValueError(f"a frontier of {size} leaves has {size.bit_count()} 32-byte hashes")
         self.size = size
-        self._sizes = sizes
         self._hashes = list(hashes)
 
     @property
@@ -59,7 +58,8 @@ class Frontier:
     def ranges(self) -> Iterator[tuple[Range, bytes]]:
         """Each subtree's leaf range with its hash."""
         start = 0
-        for size, digest in zip(self._sizes, self._hashes, strict=True):
+        sizes = [1 << b for b in reversed(range(self.size.bit_length())) if self.size >> b & 1]
+        for size, digest in zip(sizes, self._hashes, strict=True):
             yield (start, start + size), digest
             start += size
 
@@ -67,13 +67,12 @@ class Frontier:
         """Add a leaf by its leaf hash, or a whole perfect subtree of ``span`` leaves."""
         if span != 1 and (span & (span - 1) or self.size % span):
             raise ValueError(f"a subtree of {span} leaves does not align after {self.size}")
-        sizes, hashes = self._sizes, self._hashes
+        hashes = self._hashes
+        count = self.size // span
         self.size += span
-        while sizes and sizes[-1] == span:
+        while count & 1:
             digest = _sha256(b"\x01" + hashes.pop() + digest).digest()
-            sizes.pop()
-            span <<= 1
-        sizes.append(span)
+            count >>= 1
         hashes.append(digest)
 
     def root(self) -> bytes:

@@ -14,6 +14,8 @@ from audit.checkpoints import Checkpoint, verify_signature
 from audit.events import decode_leaf
 from audit.merkle import Frontier
 
+_sha256 = hashlib.sha256
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -73,7 +75,7 @@ class ChainCheck:
         self.parse = parse
         self.first_invalid: int | None = None
         self.problem: str | None = None
-        self.records = 0
+        self._start = base.size
         self._due = sorted(
             (c for c in checkpoints if c.size > base.size), key=lambda c: c.size, reverse=True
         )
@@ -83,6 +85,11 @@ class ChainCheck:
             ):
                 self.fail(None, f"checkpoint at size {checkpoint.size} has a bad signature")
                 break
+
+    @property
+    def records(self) -> int:
+        """How many records were checked so far."""
+        return self.frontier.size - self._start
 
     @property
     def ok(self) -> bool:
@@ -112,32 +119,34 @@ class ChainCheck:
         """
         if self.problem is not None:
             return None
-        expected = self.frontier.size
-        if sequence != expected:
-            self.fail(expected, f"record {expected} is missing (found {sequence} in its place)")
+        frontier = self.frontier
+        if sequence != frontier.size:
+            self.fail(frontier.size, f"record {frontier.size} is missing (found {sequence})")
             return None
-        if leaf[:32] != self.prev:
+        if not leaf.startswith(self.prev):
             self.fail(sequence, f"record {sequence} does not chain to the record before it")
             return None
-        digest = hashlib.sha256(b"\x00" + leaf).digest()
+        digest = _sha256(b"\x00" + leaf).digest()
         if stored_hash is not None and stored_hash != digest:
             self.fail(sequence, f"record {sequence} does not match its stored leaf hash")
             return None
         if self.parse != "none" and not self._fields_ok(sequence, leaf, fields):
             return None
-        self.frontier.append(digest)
+        frontier.append(digest)
         self.prev = digest
-        self.records += 1
-        due = self._due
-        while due and due[-1].size == self.frontier.size:
-            checkpoint = due.pop()
-            if checkpoint.root_hash != self.frontier.root():
-                self.fail(
-                    sequence,
-                    f"the records up to {sequence} do not match the signed checkpoint "
-                    f"at size {checkpoint.size}",
-                )
-                return None
+        if self._due and self._due[-1].size == frontier.size:
+            return self._at_checkpoint(sequence, digest)
+        return digest
+
+    def _at_checkpoint(self, sequence: int, digest: bytes) -> bytes | None:
+        checkpoint = self._due.pop()
+        if checkpoint.root_hash != self.frontier.root():
+            self.fail(
+                sequence,
+                f"the records up to {sequence} do not match the signed checkpoint "
+                f"at size {checkpoint.size}",
+            )
+            return None
         return digest
 
     def skip(self, sequence: int, digest: bytes) -> None:
