@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the
@@ -29,6 +30,7 @@ from sqlalchemy import event, select  # noqa: E402
 from audit import (  # noqa: E402
     AuditEvent,
     ExportFilter,
+    Verification,
     load_public_key,
     verify_export,
     verify_leaves,
@@ -80,12 +82,25 @@ def append_rate(trail: AuditLog, writers: int, per_writer: int, batch: int) -> f
     return writers * per_writer * batch / (time.perf_counter() - started)
 
 
+def _best(rounds: int, measure: Callable[[], float]) -> float:
+    """The best rate of ``rounds`` measurements (the machine is shared; noise only slows)."""
+    return max(measure() for _ in range(rounds))
+
+
+def _timed(count: Callable[[], int]) -> float:
+    started = time.perf_counter()
+    done = count()
+    return done / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--writers", type=int, default=64)
-    parser.add_argument("--per-writer", type=int, default=300)
-    parser.add_argument("--raw-records", type=int, default=1_000_000)
+    parser.add_argument("--per-writer", type=int, default=150)
+    parser.add_argument("--raw-records", type=int, default=500_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    rounds = args.rounds
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(data_dir=Path(folder), run_worker=False)
         upgrade(settings.sqlalchemy_url)
@@ -93,55 +108,54 @@ def main() -> None:
         db = Database(settings.sqlalchemy_url)
         event.listen(db.engine, "connect", _full_sync)
         trail = AuditLog(db, load_audit_keys(settings))
+        key = load_public_key(trail.public_key_pem.encode())
+        export = Path(folder) / "audit.jsonl"
         try:
-            raw = raw_chain_rate(args.raw_records)
-            appends = append_rate(trail, args.writers, args.per_writer, 1)
-            batched = append_rate(trail, 4, args.per_writer // 25, 100)
+            raw = _best(rounds, lambda: raw_chain_rate(args.raw_records))
+            appends = _best(rounds, lambda: append_rate(trail, args.writers, args.per_writer, 1))
+            batched = _best(rounds, lambda: append_rate(trail, 4, args.per_writer // 25, 100))
             trail.checkpoint()
             with db.session() as session:
                 leaves = [bytes(x) for x in session.scalars(select(AuditRecord.leaf))]
-            started = time.perf_counter()
-            result = verify_leaves(leaves)
-            chain = len(leaves) / (time.perf_counter() - started)
-            assert result.valid
-            started = time.perf_counter()
-            full = trail.verify()
-            stored = full.records / (time.perf_counter() - started)
-            assert full.valid, full.problem
-            export = Path(folder) / "audit.jsonl"
+            chain = _best(rounds, lambda: _timed(lambda: _valid(verify_leaves(leaves)).records))
+            stored = _best(rounds, lambda: _timed(lambda: _valid(trail.verify()).records))
             with export.open("wb") as sink:
                 for chunk in trail.export("jsonl", ExportFilter()):
                     sink.write(chunk)
-            started = time.perf_counter()
-            offline = verify_export(export, load_public_key(trail.public_key_pem.encode()))
-            exported = offline.records / (time.perf_counter() - started)
-            assert offline.valid, offline.problem
+            exported = _best(
+                rounds, lambda: _timed(lambda: _valid(verify_export(export, key)).records)
+            )
         finally:
             trail.close()
             db.dispose()
     size = sum(len(leaf) for leaf in leaves) / len(leaves)
-    print(f"records: {len(leaves)} of {size:.0f} bytes on average")
+    print(f"records: {len(leaves)} of {size:.0f} bytes on average; best of {rounds} rounds")
     print(f"raw SHA-256 chain, 256-byte records:  {raw:12,.0f} records/s")
     print(
         f"append, SQLite synchronous=FULL, {args.writers} writers, group commit: "
-        f"{appends:12,.0f} records/s  ({appends / raw:.2%} of raw; goal >= 5,000/s)"
+        f"{appends:9,.0f} records/s  ({appends / raw:.2%} of raw; goal >= 5,000/s)"
     )
     print(
         f"append, SQLite synchronous=FULL, 4 writers of 100-record batches: "
-        f"{batched:12,.0f} records/s  ({batched / raw:.2%} of raw; goal >= 5,000/s)"
+        f"{batched:9,.0f} records/s  ({batched / raw:.2%} of raw; goal >= 5,000/s)"
     )
     print(
-        f"verify chain + tree over the leaves:  {chain:12,.0f} records/s  "
+        f"verify chain + tree over the leaves (bytes only): {chain:12,.0f} records/s  "
         f"({chain / raw:.1%} of raw; goal >= 25%)"
     )
     print(
-        f"verify the store (parse + field checks): {stored:9,.0f} records/s  "
-        f"({stored / raw:.1%} of raw)"
+        f"verify the store (GET /audit/verify: + parse, field checks): {stored:9,.0f} "
+        f"records/s  ({stored / raw:.1%} of raw)"
     )
     print(
-        f"verify-export of a JSONL export (offline, full record checks): {exported:9,.0f} "
+        f"verify-export of a JSONL export (+ canonical form, signatures): {exported:9,.0f} "
         f"records/s  ({exported / raw:.1%} of raw)"
     )
+
+
+def _valid(result: Verification) -> Verification:
+    assert result.valid, result.problem
+    return result
 
 
 if __name__ == "__main__":
