@@ -321,9 +321,9 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("r", encoding="utf-8", newline="") as text, path.open("rb") as raw:
         rows = csv.reader(text)
-        if next(rows, None) != list(COLUMNS):
+        header = _csv_line(COLUMNS)
+        if next(rows, None) != list(COLUMNS) or raw.read(len(header)) != header:
             raise ExportError("the CSV header row is not the export's columns")
-        raw.readline()
         for number, cells in enumerate(rows, start=2):
             expected = _csv_line(cells)
             if len(cells) != len(COLUMNS) or raw.read(len(expected)) != expected:

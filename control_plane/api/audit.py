@@ -85,7 +85,9 @@ def list_events(
     services: ServicesDep,
     guard: GuardDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    after: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**62, description="The `next_after` of the previous page.")
+    ] = None,
     actor: Filter = None,
     action: Filter = None,
     resource: Filter = None,

@@ -465,3 +465,30 @@ def test_the_audit_trail_is_for_auditors_only(client: TestClient) -> None:
     assert refused.status_code == 403
     assert allowed.status_code == 200
     assert allowed.json()["valid"] is True
+
+
+@pytest.mark.parametrize("damage", ["drop_record", "drop_trailer", "garbage", "swap"])
+def test_damaged_exports_are_refused(client: TestClient, tmp_path: Path, damage: str) -> None:
+    # Given a JSONL export
+    principal_token(client, "rita", [("auditor", "*")])
+    key = load_public_key(
+        client.get("/api/v1/audit/checkpoints/latest").json()["public_key"].encode()
+    )
+    lines = client.get("/api/v1/audit/export").content.splitlines(keepends=True)
+    # When it is damaged
+    if damage == "drop_record":
+        del lines[3]
+    elif damage == "drop_trailer":
+        del lines[-1]
+    elif damage == "swap":
+        lines[2], lines[3] = lines[3], lines[2]
+    else:
+        lines = [b"\x00\x01 not an export\n"]
+    export = tmp_path / "damaged.jsonl"
+    export.write_bytes(b"".join(lines))
+    result = verify_export(export, key)
+    # Then it does not verify, and a dropped or moved record is named
+    assert not result.valid
+    assert result.problem
+    # (line 0 is the header, so line 3 is record 2)
+    assert result.first_invalid == {"drop_record": 2, "swap": 1}.get(damage)
