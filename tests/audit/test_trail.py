@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text, update
 from typer.testing import CliRunner
 
 from audit import (
     AuditEvent,
     Checkpoint,
+    Frontier,
     leaf_hash,
     load_public_key,
     verify_consistency,
@@ -26,6 +27,7 @@ from control_plane.audit_trail import AuditLog, load_audit_keys
 from control_plane.cli import app as cli
 from control_plane.settings import Settings
 from control_plane.store import Database
+from control_plane.store.models import AuditHead
 from tests.conftest import as_caller, principal_token
 
 
@@ -492,3 +494,56 @@ def test_damaged_exports_are_refused(client: TestClient, tmp_path: Path, damage:
     assert result.problem
     # (line 0 is the header, so line 3 is record 2)
     assert result.first_invalid == {"drop_record": 2, "swap": 1}.get(damage)
+
+
+def test_a_rewritten_history_is_caught_by_the_signed_checkpoint(
+    client: TestClient, settings: Settings
+) -> None:
+    # Given a trail behind a signed checkpoint
+    principal_token(client, "sam", [("auditor", "*")])
+    signed = client.get("/api/v1/audit/checkpoints/latest").json()["size"]
+    trail: AuditLog = client.app.state.services.audit  # type: ignore[attr-defined]
+    # When someone with write access to the store rewrites record 1 and re-chains everything
+    # after it, stored hashes and head included (all but the signature, which needs the key)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        with db.session(write=True) as session:
+            rows = session.execute(
+                text("SELECT sequence, leaf FROM audit_records ORDER BY sequence")
+            ).all()
+            frontier, prev = Frontier(), bytes(32)
+            for sequence, leaf in rows:
+                body = bytes(leaf)[32:]
+                if sequence == 1:
+                    body = body.replace(b'"decision":"ok"', b'"decision":"no"')
+                new_leaf = prev + body
+                prev = leaf_hash(new_leaf)
+                frontier.append(prev)
+                session.execute(
+                    text("UPDATE audit_records SET leaf = :l, leaf_hash = :h WHERE sequence = :s"),
+                    {"l": new_leaf, "h": prev, "s": sequence},
+                )
+            session.execute(
+                update(AuditHead).values(
+                    root_hash=frontier.root(),
+                    last_hash=prev,
+                    frontier=[h.hex() for h in frontier.hashes],
+                )
+            )
+    finally:
+        db.dispose()
+    result = trail.verify()
+    # Then the chain is whole again, but it no longer produces the signed root
+    assert not result.valid
+    assert result.first_invalid == signed - 1
+    assert "signed checkpoint" in (result.problem or "")
+
+
+def test_events_are_paged_in_sequence_order(client: TestClient) -> None:
+    principal_token(client, "tom", [("auditor", "*")])
+    first = client.get("/api/v1/audit/events", params={"limit": 2}).json()
+    second = client.get(
+        "/api/v1/audit/events", params={"limit": 2, "after": first["next_after"]}
+    ).json()
+    sequences = [e["sequence"] for e in first["items"] + second["items"]]
+    assert sequences == [0, 1, 2, 3]
