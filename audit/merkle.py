@@ -65,10 +65,12 @@ class Frontier:
 
     def append(self, digest: bytes, span: int = 1) -> None:
         """Add a leaf by its leaf hash, or a whole perfect subtree of ``span`` leaves."""
-        if span != 1 and (span & (span - 1) or self.size % span):
-            raise ValueError(f"a subtree of {span} leaves does not align after {self.size}")
+        count = self.size
+        if span != 1:
+            if span & (span - 1) or count % span:
+                raise ValueError(f"a subtree of {span} leaves does not align after {count}")
+            count //= span
         hashes = self._hashes
-        count = self.size // span
         self.size += span
         while count & 1:
             digest = _sha256(b"\x01" + hashes.pop() + digest).digest()

@@ -15,6 +15,7 @@ from audit.events import decode_leaf
 from audit.merkle import Frontier
 
 _sha256 = hashlib.sha256
+_Record = tuple[int, bytes, bytes | None, Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -115,30 +116,40 @@ class ChainCheck:
             sequence: the record's stated position.
             leaf: its exact bytes.
             stored_hash: the leaf hash stored beside it, if any.
-            fields: copies of record fields stored beside it (checked when decoding).
+            fields: copies of record fields stored beside it (checked when parsing).
+        """
+        self.feed_all(((sequence, leaf, stored_hash, fields),))
+        return self.prev if self.problem is None else None
+
+    def feed_all(self, records: Iterable[_Record]) -> None:
+        """Check records in order (as :meth:`feed`), stopping at the first fault.
+
+        One loop over local names: this is the inner loop of every verification.
         """
         if self.problem is not None:
-            return None
-        frontier = self.frontier
-        if sequence != frontier.size:
-            self.fail(frontier.size, f"record {frontier.size} is missing (found {sequence})")
-            return None
-        if not leaf.startswith(self.prev):
-            self.fail(sequence, f"record {sequence} does not chain to the record before it")
-            return None
-        digest = _sha256(b"\x00" + leaf).digest()
-        if stored_hash is not None and stored_hash != digest:
-            self.fail(sequence, f"record {sequence} does not match its stored leaf hash")
-            return None
-        if self.parse != "none" and not self._fields_ok(sequence, leaf, fields):
-            return None
-        frontier.append(digest)
-        self.prev = digest
-        if self._due and self._due[-1].size == frontier.size:
-            return self._at_checkpoint(sequence, digest)
-        return digest
+            return
+        frontier, append, due = self.frontier, self.frontier.append, self._due
+        prev, parse = self.prev, self.parse != "none"
+        for sequence, leaf, stored_hash, fields in records:
+            if sequence != frontier.size:
+                self.fail(frontier.size, f"record {frontier.size} is missing (found {sequence})")
+                break
+            if not leaf.startswith(prev):
+                self.fail(sequence, f"record {sequence} does not chain to the record before it")
+                break
+            digest = _sha256(b"\x00" + leaf).digest()
+            if stored_hash is not None and stored_hash != digest:
+                self.fail(sequence, f"record {sequence} does not match its stored leaf hash")
+                break
+            if parse and not self._fields_ok(sequence, leaf, fields):
+                break
+            append(digest)
+            prev = digest
+            if due and due[-1].size == frontier.size and not self._at_checkpoint(sequence):
+                break
+        self.prev = prev
 
-    def _at_checkpoint(self, sequence: int, digest: bytes) -> bytes | None:
+    def _at_checkpoint(self, sequence: int) -> bool:
         checkpoint = self._due.pop()
         if checkpoint.root_hash != self.frontier.root():
             self.fail(
@@ -146,8 +157,8 @@ class ChainCheck:
                 f"the records up to {sequence} do not match the signed checkpoint "
                 f"at size {checkpoint.size}",
             )
-            return None
-        return digest
+            return False
+        return True
 
     def skip(self, sequence: int, digest: bytes) -> None:
         """Account for a record known only by its leaf hash (elided from an export)."""
@@ -212,9 +223,5 @@ def verify_leaves(
 ) -> Verification:
     """Verify a whole log given as its leaves in order (no field checks: the fast path)."""
     check = ChainCheck(base or Frontier(), prev_hash, checkpoints, public_key, parse="none")
-    sequence = check.frontier.size
-    for leaf in leaves:
-        if check.feed(sequence, leaf) is None:
-            break
-        sequence += 1
+    check.feed_all((s, leaf, None, None) for s, leaf in enumerate(leaves, check.frontier.size))
     return check.finish()

@@ -289,16 +289,21 @@ class AuditLog:
                 .order_by(AuditRecord.sequence)
                 .execution_options(yield_per=_CHUNK)
             )
-            for sequence, leaf, stored, at, actor, action, resource, run_id in rows:
-                fields = {
-                    "time": at.isoformat(timespec="microseconds"),
-                    "actor": actor,
-                    "action": action,
-                    "resource": resource,
-                    "run_id": run_id,
-                }
-                if check.feed(sequence, bytes(leaf), bytes(stored), fields) is None:
-                    break
+            check.feed_all(
+                (
+                    sequence,
+                    bytes(leaf),
+                    bytes(stored),
+                    {
+                        "time": at.isoformat(timespec="microseconds"),
+                        "actor": actor,
+                        "action": action,
+                        "resource": resource,
+                        "run_id": run_id,
+                    },
+                )
+                for sequence, leaf, stored, at, actor, action, resource, run_id in rows
+            )
             return check.finish(head=(size, bytes(root)))
 
     def inclusion_proof(self, index: int, tree_size: int | None) -> dict[str, Any]:
