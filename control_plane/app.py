@@ -11,8 +11,19 @@ from datetime import timedelta
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 
-from control_plane.api import approvals, datasets, health, models, policies, principals, runs, sites
+from control_plane.api import (
+    approvals,
+    audit,
+    datasets,
+    health,
+    models,
+    policies,
+    principals,
+    runs,
+    sites,
+)
 from control_plane.api.deps import Services
+from control_plane.audit_trail import AuditLog, RunTransitionAudit, load_audit_keys
 from control_plane.authorization import Authorization
 from control_plane.body_limit import BodyLimit
 from control_plane.errors import install_problem_handlers
@@ -36,13 +47,14 @@ def build_services(
     Args:
         settings: the configuration.
         executors: executors by run kind, added to the built-in ones (``policy_change``).
-        recorders: what else records each run transition, after the built-in ones.
+        recorders: what else records each run transition, after the audit trail.
     """
     db = Database(settings.sqlalchemy_url)
+    trail = AuditLog(db, load_audit_keys(settings))
     engine = RunEngine(
         db,
-        {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db), **(executors or {})},
-        recorders,
+        {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db, trail), **(executors or {})},
+        [RunTransitionAudit(trail), *recorders],
         timedelta(seconds=settings.run_lease_seconds),
     )
     worker = (
@@ -67,7 +79,7 @@ def build_services(
                 algorithms=settings.oidc_algorithms,
             )
         )
-    return Services(settings, db, Authorization(), engine, worker, oidc)
+    return Services(settings, db, Authorization(), engine, worker, oidc, trail)
 
 
 def create_app(
@@ -87,6 +99,7 @@ def create_app(
         finally:
             if services.worker is not None:
                 services.worker.stop()
+            services.audit.close()
             services.db.dispose()
 
     app = FastAPI(
@@ -101,7 +114,7 @@ def create_app(
     app.state.services = services
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, principals, policies, datasets, models, sites, runs, approvals):
+    for module in (health, principals, policies, datasets, models, sites, runs, approvals, audit):
         api.include_router(module.router)
     app.include_router(api)
     registry = CollectorRegistry()

@@ -8,9 +8,9 @@ replica), so decisions stay fast and never act on stale policy for longer than o
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +31,22 @@ class Caller:
     name: str
     kind: str
     attributes: Mapping[str, Any]
+
+
+class DecisionLog(Protocol):
+    """Where a guard records the decisions it enforces (the audit trail)."""
+
+    def allowed(
+        self, caller: Caller, request_id: str | None, request: AuthzRequest, decision: Decision
+    ) -> None:
+        """Record an allow decision before the action proceeds; raise to refuse the action."""
+        ...
+
+    def denied(
+        self, caller: Caller, request_id: str | None, request: AuthzRequest, decision: Decision
+    ) -> Callable[[], None]:
+        """What records a deny decision once the refused request's transaction is over."""
+        ...
 
 
 class Authorization:
@@ -78,11 +94,20 @@ class Guard:
 
     Attributes merge in order of trust: the caller's request attributes, then the caller's own
     attributes, then the resource's, so a client can never override what the store knows.
+    Every decision :meth:`require` enforces is written to ``log`` when one is given.
     """
 
-    def __init__(self, engine: PolicyEngine, caller: Caller) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        caller: Caller,
+        log: DecisionLog | None = None,
+        request_id: str | None = None,
+    ) -> None:
         self._engine = engine
         self.caller = caller
+        self.log = log
+        self.request_id = request_id
 
     @property
     def engine(self) -> PolicyEngine:
@@ -103,16 +128,20 @@ class Guard:
         request: Mapping[str, Any] | None = None,
     ) -> Decision:
         """The decision on the caller doing ``action`` on ``obj`` in ``domain``."""
+        return self._engine.decide(self._request(action, obj, domain, resource, request))
+
+    def _request(
+        self,
+        action: str,
+        obj: str,
+        domain: str,
+        resource: Mapping[str, Any] | None,
+        request: Mapping[str, Any] | None,
+    ) -> AuthzRequest:
         attributes = {**(request or {}), **self.caller.attributes, **(resource or {})}
         scalars = {k: v for k, v in attributes.items() if isinstance(v, str | int | float | bool)}
-        return self._engine.decide(
-            AuthzRequest(
-                subject=self.caller.name,
-                domain=domain,
-                object=obj,
-                action=action,
-                attributes=scalars,
-            ),
+        return AuthzRequest(
+            subject=self.caller.name, domain=domain, object=obj, action=action, attributes=scalars
         )
 
     def require(
@@ -123,12 +152,22 @@ class Guard:
         resource: Mapping[str, Any] | None = None,
         request: Mapping[str, Any] | None = None,
     ) -> Decision:
-        """Like :meth:`decide`, raising 403 with the deciding rule when denied."""
-        decision = self.decide(action, obj, domain, resource, request)
-        if not decision.allowed:
-            raise ForbiddenError(
-                f"{self.caller.name} may not {action} {obj} in domain {domain}",
-                rule=decision.rule,
-                bundle_version=decision.bundle_version,
-            )
-        return decision
+        """Like :meth:`decide`, raising 403 with the deciding rule when denied.
+
+        The decision is recorded (allowed: before this returns; denied: before the 403 is
+        answered); a decision that cannot be recorded refuses the request with 503.
+        """
+        authz = self._request(action, obj, domain, resource, request)
+        decision = self._engine.decide(authz)
+        if decision.allowed:
+            if self.log is not None:
+                self.log.allowed(self.caller, self.request_id, authz, decision)
+            return decision
+        error = ForbiddenError(
+            f"{self.caller.name} may not {action} {obj} in domain {domain}",
+            rule=decision.rule,
+            bundle_version=decision.bundle_version,
+        )
+        if self.log is not None:
+            error.before_response = self.log.denied(self.caller, self.request_id, authz, decision)
+        raise error

@@ -8,6 +8,7 @@ so they pass through the same authentication, authorization and validation as an
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,9 +21,11 @@ app = typer.Typer(help="govplane: governance, privacy and model-risk control pla
 principals_app = typer.Typer(help="Manage principals and their API tokens.")
 runs_app = typer.Typer(help="Submit and follow governed runs.")
 policy_app = typer.Typer(help="Work with policy bundles.")
+audit_app = typer.Typer(help="Verify and export the audit trail.")
 app.add_typer(principals_app, name="principals")
 app.add_typer(runs_app, name="runs")
 app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
 
 DataDir = Annotated[
     Path | None,
@@ -275,3 +278,139 @@ def runs_show(run_id: str, token: Token, url: Url = DEFAULT_URL, as_json: JsonOu
     if run["error"]:
         lines.append(f"  error: {run['error']}")
     _emit(run, as_json, "\n".join(lines))
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="GOVPLANE_DATABASE_URL", help="Store URL."),
+]
+
+
+def _audit_log(data_dir: Path | None, database_url: str | None) -> Any:
+    from control_plane.audit_trail import AuditLog, load_audit_keys
+    from control_plane.store import Database
+
+    settings = _settings(data_dir, database_url=database_url)
+    try:
+        keys = load_audit_keys(settings)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    return AuditLog(Database(settings.sqlalchemy_url), keys)
+
+
+def _report(result: Any, as_json: bool) -> None:
+    data = result.to_json()
+    if result.valid:
+        human = f"valid: {result.size} records, root {result.root_hash}"
+    else:
+        where = (
+            "" if result.first_invalid is None else f" (first bad record: {result.first_invalid})"
+        )
+        human = f"INVALID{where}: {result.problem}"
+    _emit(data, as_json, human)
+    if not result.valid:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonOut = False
+) -> None:
+    """Recompute the trail's chain and tree from the store and check its signed checkpoints."""
+    trail = _audit_log(data_dir, database_url)
+    try:
+        result = trail.verify()
+    finally:
+        trail.close()
+    _report(result, as_json)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    since: Annotated[datetime | None, typer.Option(help="From this time (UTC if no zone).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Before this time.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor's records.")] = None,
+    resource: Annotated[str | None, typer.Option(help="Only records about this.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Export the trail with the checkpoint and hashes that verify it offline."""
+    from audit import FORMATS, ExportFilter
+
+    if fmt not in FORMATS:
+        _fail(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    filters = ExportFilter(_utc(since), _utc(until), actor, resource, action)
+    trail = _audit_log(data_dir, database_url)
+    try:
+        with output.open("wb") as sink:
+            for chunk in trail.export(fmt, filters):
+                sink.write(chunk)
+    finally:
+        trail.close()
+    typer.echo(f"wrote {output}")
+
+
+@audit_app.command("prune")
+def audit_prune(
+    older_than_days: Annotated[int, typer.Option(min=1, help="Retention: keep this many days.")],
+    archive: Annotated[Path, typer.Option(help="Archive file (.jsonl, .csv or .parquet).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Archive the records older than the retention to a verified export, then prune them.
+
+    Only records behind a signed checkpoint are pruned; the tree state they leave keeps the
+    rest verifiable, and the pruning itself is recorded in the trail.
+    """
+    from audit import FORMATS, ExportError
+
+    fmt = archive.suffix.removeprefix(".")
+    if fmt not in FORMATS:
+        _fail(f"the archive must end in one of {', '.join('.' + f for f in FORMATS)}")
+    if archive.exists():
+        _fail(f"{archive} exists; an archive is never overwritten")
+    until = datetime.now(UTC) - timedelta(days=older_than_days)
+    trail = _audit_log(data_dir, database_url)
+    try:
+        pruned = trail.archive_and_prune(archive, fmt, until, "system:cli")
+    except ExportError as exc:
+        _fail(str(exc))
+    finally:
+        trail.close()
+    data = {"pruned": pruned, "archive": str(archive), "before": until.isoformat()}
+    _emit(data, as_json, f"archived and pruned {pruned} records older than {until.isoformat()}")
+
+
+@audit_app.command("public-key")
+def audit_public_key(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Print the public key that checkpoints and exports are signed with (PEM)."""
+    trail = _audit_log(data_dir, database_url)
+    typer.echo(trail.public_key_pem, nl=False)
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    file: Annotated[Path, typer.Argument(help="A JSONL, CSV or Parquet audit export.")],
+    public_key: Annotated[Path, typer.Option(help="The trail's public key (PEM).")],
+    as_json: JsonOut = False,
+) -> None:
+    """Verify an export offline: no server, no database, only the public key."""
+    from audit import load_public_key, verify_export
+
+    try:
+        key = load_public_key(public_key.read_bytes())
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read the public key {public_key}: {exc}")
+    if not file.is_file():
+        _fail(f"no such file: {file}")
+    _report(verify_export(file, key), as_json)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

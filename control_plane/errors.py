@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -23,6 +25,10 @@ class ProblemError(Exception):
         title: short, fixed summary of the problem type.
         detail: what went wrong in this occurrence.
         extensions: extra members (for example the policy rule that denied a request).
+
+    Attributes:
+        before_response: work that must succeed before the error is answered (recording a
+            refusal in the audit trail); if it raises a ``ProblemError``, that is answered.
     """
 
     def __init__(self, status: int, title: str, detail: str, **extensions: Any) -> None:
@@ -31,6 +37,7 @@ class ProblemError(Exception):
         self.title = title
         self.detail = detail
         self.extensions = extensions
+        self.before_response: Callable[[], object] | None = None
 
 
 class NotFoundError(ProblemError):
@@ -88,6 +95,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        if exc.before_response is not None:
+            try:
+                await run_in_threadpool(exc.before_response)
+            except ProblemError as failure:
+                exc = failure
         return problem_response(request, exc.status, exc.title, exc.detail, **exc.extensions)
 
     @app.exception_handler(RequestValidationError)

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
         le=3600,
         description="How long a worker's claim on a run lasts without a heartbeat.",
     )
+    audit_signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 PEM key that signs audit checkpoints; default: in the data directory.",
+    )
+    audit_hmac_key_file: Path | None = Field(
+        default=None,
+        description="Key that redacts secrets in the audit trail; default: in the data directory.",
+    )
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
@@ -49,6 +57,16 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The store's URL: the configured one, or the embedded SQLite file."""
         return self.database_url or f"sqlite:///{self.data_dir / 'govplane.db'}"
+
+    @property
+    def audit_signing_key_path(self) -> Path:
+        """Where the audit checkpoint signing key is."""
+        return self.audit_signing_key_file or self.data_dir / "audit-signing-key.pem"
+
+    @property
+    def audit_hmac_key_path(self) -> Path:
+        """Where the audit redaction (HMAC) key is."""
+        return self.audit_hmac_key_file or self.data_dir / "audit-hmac.key"
 
     @property
     def oidc_enabled(self) -> bool:

@@ -9,13 +9,14 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from control_plane.audit_trail import AuditLog, DecisionAudit
 from control_plane.authorization import Authorization, Caller, Guard
 from control_plane.errors import UnauthenticatedError
 from control_plane.identity.oidc import InvalidTokenError, OidcVerifier
 from control_plane.identity.tokens import TOKEN_PREFIX, principal_for_token
 from control_plane.runs import RunEngine, RunWorker
 from control_plane.settings import Settings
-from control_plane.store import Database
+from control_plane.store import Database, new_id
 from control_plane.store.models import Principal
 
 
@@ -29,6 +30,7 @@ class Services:
     runs: RunEngine
     worker: RunWorker | None
     oidc: OidcVerifier | None
+    audit: AuditLog
 
 
 def get_services(request: Request) -> Services:
@@ -67,13 +69,21 @@ def _caller(session: Session, services: Services, token: str) -> Caller:
     return Caller(principal.id, principal.name, principal.kind, dict(principal.attributes))
 
 
+def request_id(request: Request) -> str:
+    """The client's ``X-Request-ID`` when it is a plausible id, else a new one."""
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= 128 and given.isascii() and given.isprintable():
+        return given
+    return new_id()
+
+
 def get_guard(request: Request, services: ServicesDep) -> Guard:
-    """Authenticate the request and bind a guard to the current policy snapshot."""
+    """Authenticate the request and bind a guard, which audits its decisions, to the policy."""
     token = _bearer(request)
     with services.db.session() as session:
         caller = _caller(session, services, token)
         engine = services.authorization.engine(session)
-    return Guard(engine, caller)
+    return Guard(engine, caller, DecisionAudit(services.audit), request_id(request))
 
 
 GuardDep = Annotated[Guard, Depends(get_guard)]

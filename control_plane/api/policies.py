@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import Field, StringConstraints
 
+from audit import payload_digest
 from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
 from control_plane.api.runs import RunDetail, run_detail
+from control_plane.audit_trail import action_event, decision_event
 from control_plane.bundles import active_bundle_row, history, propose_bundle
 from control_plane.errors import ProblemError
 from control_plane.inventory.assets import PLATFORM_DOMAIN
@@ -80,6 +83,9 @@ def propose(body: BundleProposal, services: ServicesDep, guard: GuardDep) -> Pro
     guard.require("propose", "policy:*", PLATFORM_DOMAIN)
     with services.db.session(write=True) as session:
         bundle = propose_bundle(session, body.files, guard.caller.name)
+        proposed = {"version": bundle.version, "files_sha256": payload_digest(body.files)}
+        event = action_event(guard, "policy.propose", f"policy:{bundle.version}", proposed)
+        services.audit.append(session, [event])
         submission = RunSubmission(kind=RunKind.POLICY_CHANGE, target=f"policy:{bundle.version}")
         run = services.runs.submit(session, guard, submission)
         detail = run_detail(session, run)
@@ -89,17 +95,21 @@ def propose(body: BundleProposal, services: ServicesDep, guard: GuardDep) -> Pro
 
 
 @router.post("/decide")
-def decide(body: DecideRequest, guard: GuardDep) -> DecisionOut:
-    guard.require("decide", "policy:*", body.domain)
-    decision = guard.engine.decide(
-        AuthzRequest(
-            subject=body.subject,
-            domain=body.domain,
-            object=body.object,
-            action=body.action,
-            attributes=body.attributes,
-        )
+def decide(body: DecideRequest, services: ServicesDep, guard: GuardDep) -> DecisionOut:
+    permit = guard.decide("decide", "policy:*", body.domain)
+    if not permit.allowed:
+        guard.require("decide", "policy:*", body.domain)  # raises 403, recording the refusal
+    request = AuthzRequest(
+        subject=body.subject,
+        domain=body.domain,
+        object=body.object,
+        action=body.action,
+        attributes=body.attributes,
     )
+    decision = guard.engine.decide(request)
+    # One record holds the caller's permission and the decision it asked for: one commit.
+    event = decision_event(guard.caller.name, guard.request_id, request, decision, "policy.decide")
+    services.audit.commit([replace(event, reasons=(*event.reasons, f"permitted by {permit.rule}"))])
     return DecisionOut(
         allowed=decision.allowed, rule=decision.rule, bundle_version=decision.bundle_version
     )

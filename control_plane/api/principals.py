@@ -12,6 +12,7 @@ from sqlalchemy import select
 from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
+from control_plane.audit_trail import action_event
 from control_plane.inventory.assets import PLATFORM_DOMAIN
 from control_plane.principals import authorized_principal, create_principal, new_token, roles_of
 from control_plane.store.models import Principal
@@ -76,6 +77,15 @@ def create(body: PrincipalCreate, services: ServicesDep, guard: GuardDep) -> Pri
         principal = create_principal(
             session, guard.bundle, body.name, body.kind, roles, body.attributes, body.oidc_subject
         )
+        created = {
+            "id": principal.id,
+            "kind": body.kind,
+            "roles": [f"{role}@{domain}" for role, domain in sorted(roles)],
+            "attributes": dict(body.attributes),
+            "oidc_subject": body.oidc_subject,
+        }
+        event = action_event(guard, "principal.create", f"principal:{body.name}", created)
+        services.audit.append(session, [event])
         return _out(principal, roles_of(session, principal.id))
 
 
@@ -120,4 +130,7 @@ def create_token(
         principal = authorized_principal(session, guard, principal_id, "issue_token")
         days = body.expires_in_days if body else None
         token, expires_at = new_token(session, principal, days)
+        issued = {"token": token, "expires_at": expires_at.isoformat() if expires_at else None}
+        event = action_event(guard, "token.issue", f"principal:{principal.name}", issued)
+        services.audit.append(session, [event])
     return TokenOut(token=token, expires_at=expires_at)

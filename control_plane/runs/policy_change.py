@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from audit import AuditEvent
+from control_plane.audit_trail import AuditLog
 from control_plane.bundles import activate_bundle
 from control_plane.runs.executors import ExecutionContext
 from control_plane.runs.states import RunKind
@@ -18,8 +20,9 @@ class PolicyChangeExecutor:
 
     kind = RunKind.POLICY_CHANGE
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, trail: AuditLog) -> None:
         self._db = db
+        self._trail = trail
 
     def execute(self, context: ExecutionContext) -> Mapping[str, Any]:
         version = context.target.removeprefix("policy:")
@@ -27,4 +30,17 @@ class PolicyChangeExecutor:
             row = session.get_one(PolicyBundleRow, version)
             bundle = PolicyBundle.from_files(row.files)
             activate_bundle(session, bundle, context.submitted_by)
+            self._trail.append(
+                session,
+                [
+                    AuditEvent(
+                        actor=context.submitted_by,
+                        action="policy.activate",
+                        resource=context.target,
+                        decision="ok",
+                        run_id=context.run_id,
+                        payload={"version": version, "files": sorted(bundle.files)},
+                    )
+                ],
+            )
         return {"activated": version}

@@ -6,12 +6,20 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+_WRITE_SESSION: ContextVar[Session | None] = ContextVar("govplane_write_session", default=None)
+
+
+def active_write_session() -> Session | None:
+    """The write session open in this context, if any (its writes commit or roll back together)."""
+    return _WRITE_SESSION.get()
 
 
 def utcnow() -> datetime:
@@ -82,7 +90,14 @@ class Database:
         """
         factory = self._writers if write else self._readers
         with factory() as session, session.begin():
-            yield session
+            if not write:
+                yield session
+                return
+            token = _WRITE_SESSION.set(session)
+            try:
+                yield session
+            finally:
+                _WRITE_SESSION.reset(token)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

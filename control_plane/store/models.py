@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -244,3 +246,56 @@ class Approval(Base):
     requested_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime | None]
+
+
+class AuditRecord(Base):
+    """One record of the audit trail: its exact leaf bytes, and copies of fields to filter on.
+
+    ``leaf`` is what is hashed and verified; the other columns are indexes into it, checked
+    against it by verification.
+    """
+
+    __tablename__ = "audit_records"
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(Text, index=True)
+    action: Mapped[str] = mapped_column(Text, index=True)
+    resource: Mapped[str] = mapped_column(Text, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    leaf: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHead(Base):
+    """The single row that every append locks: the log's size, root, last hash and frontier."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    frontier: Mapped[list[Any]]
+
+
+class AuditCheckpointRow(Base):
+    """A signed checkpoint of the audit trail."""
+
+    __tablename__ = "audit_checkpoints"
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    issued_at: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class AuditPrune(Base):
+    """A pruning of the trail's oldest records, and the tree state that replaces them."""
+
+    __tablename__ = "audit_prunes"
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    frontier: Mapped[list[Any]]
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger)
+    archive_digest: Mapped[str] = mapped_column(String(64))
+    pruned_by: Mapped[str] = mapped_column(String(128))
+    pruned_at: Mapped[datetime] = _created()

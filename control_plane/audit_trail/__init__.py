@@ -1,0 +1,22 @@
+"""The control plane's audit trail: the ``audit`` library over the SQL store."""
+
+from control_plane.audit_trail.keys import AuditKeys, ensure_audit_keys, load_audit_keys
+from control_plane.audit_trail.log import AuditLog, AuditUnavailableError
+from control_plane.audit_trail.recorders import (
+    DecisionAudit,
+    RunTransitionAudit,
+    action_event,
+    decision_event,
+)
+
+__all__ = [
+    "AuditKeys",
+    "AuditLog",
+    "AuditUnavailableError",
+    "DecisionAudit",
+    "RunTransitionAudit",
+    "action_event",
+    "decision_event",
+    "ensure_audit_keys",
+    "load_audit_keys",
+]
