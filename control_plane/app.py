@@ -9,17 +9,29 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 
-from control_plane.api import approvals, datasets, health, models, policies, principals, runs, sites
+from control_plane.api import (
+    approvals,
+    datasets,
+    health,
+    lineage,
+    models,
+    policies,
+    principals,
+    runs,
+    sites,
+)
 from control_plane.api.deps import Services
 from control_plane.authorization import Authorization
 from control_plane.body_limit import BodyLimit
 from control_plane.errors import install_problem_handlers
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
+from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore
 from control_plane.runs import Executor, RunEngine, RunKind, RunWorker, TransitionRecorder
 from control_plane.runs.policy_change import PolicyChangeExecutor
 from control_plane.settings import Settings
 from control_plane.store import Database
+from lineage import build_transport
 
 API_PREFIX = "/api/v1"
 
@@ -37,10 +49,11 @@ def build_services(
         recorders: what else records each run transition, after the built-in ones.
     """
     db = Database(settings.sqlalchemy_url)
+    lineage_store = LineageStore(tuple(settings.lineage_destinations))
     engine = RunEngine(
         db,
         {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db), **(executors or {})},
-        recorders,
+        (LineageRecorder(lineage_store), *recorders),
     )
     worker = (
         RunWorker(engine, settings.worker_id or socket.gethostname(), settings.worker_poll_seconds)
@@ -60,7 +73,16 @@ def build_services(
                 algorithms=settings.oidc_algorithms,
             )
         )
-    return Services(settings, db, Authorization(), engine, worker, oidc)
+    deliverer = (
+        LineageDeliverer(
+            db,
+            {name: build_transport(c) for name, c in settings.lineage_destinations.items()},
+            settings.lineage_delivery_poll_seconds,
+        )
+        if settings.lineage_destinations and settings.run_worker
+        else None
+    )
+    return Services(settings, db, Authorization(), engine, worker, oidc, lineage_store, deliverer)
 
 
 def create_app(
@@ -75,9 +97,13 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if services.worker is not None:
             services.worker.start()
+        if services.lineage_deliverer is not None:
+            services.lineage_deliverer.start()
         try:
             yield
         finally:
+            if services.lineage_deliverer is not None:
+                services.lineage_deliverer.stop()
             if services.worker is not None:
                 services.worker.stop()
             services.db.dispose()
@@ -94,7 +120,7 @@ def create_app(
     app.state.services = services
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, principals, policies, datasets, models, sites, runs, approvals):
+    for module in (health, principals, policies, datasets, models, sites, runs, approvals, lineage):
         api.include_router(module.router)
     app.include_router(api)
     registry = CollectorRegistry()
