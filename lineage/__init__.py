@@ -36,7 +36,6 @@ from lineage.outbound import (
     UnknownTransportError,
     build_transport,
     event_from_dict,
-    register_transport,
     retry_delay,
     transport_kinds,
 )
@@ -79,7 +78,6 @@ __all__ = [
     "model_dataset_name",
     "node_type",
     "parse_event_time",
-    "register_transport",
     "retry_delay",
     "transport_kinds",
     "traverse",

@@ -215,10 +215,9 @@ def traverse(
         raise ValueError(f"depth must be between 1 and {MAX_DEPTH}")
     if max_nodes < 1:
         raise ValueError("max_nodes must be at least 1")
-    found = reader.nodes([root], as_of)
-    if not found:
+    if not reader.nodes([root], as_of):
         raise LookupError(f"no lineage node {root}")
-    visited: dict[str, None] = {root: None}
+    found: dict[str, None] = {root: None}
     edges: dict[str, Edge] = {}
     truncated = False
     ways = {
@@ -227,25 +226,24 @@ def traverse(
         Direction.BOTH: (True, False),
     }[direction]
     for upstream in ways:
+        visited = {root}
         frontier = [root]
         for _ in range(depth):
             if not frontier:
                 break
-            budget = max_nodes - len(visited)
             level = reader.edges_of(frontier, upstream, as_of, limit=4 * max_nodes + 1)
-            if len(level) > 4 * max_nodes:
-                truncated = True
+            truncated |= len(level) > 4 * max_nodes
             frontier = []
             for edge in level:
                 other = edge.source if upstream else edge.target
                 if other not in visited:
-                    if budget <= 0:
+                    if other not in found and len(found) >= max_nodes:
                         truncated = True
                         continue
-                    visited[other] = None
+                    visited.add(other)
+                    found[other] = None
                     frontier.append(other)
-                    budget -= 1
                 edges.setdefault(edge.key, edge)
-    nodes = {node.ref.id: node for node in reader.nodes(list(visited), as_of)}
+    nodes = {node.ref.id: node for node in reader.nodes(list(found), as_of)}
     kept = tuple(e for e in edges.values() if e.source in nodes and e.target in nodes)
-    return Subgraph(root, tuple(nodes[i] for i in visited if i in nodes), kept, truncated)
+    return Subgraph(root, tuple(nodes[i] for i in found if i in nodes), kept, truncated)

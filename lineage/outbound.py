@@ -44,17 +44,25 @@ def _openlineage(transport: type[Transport]) -> TransportBuilder:
     return build
 
 
+def _datahub(file: bool) -> TransportBuilder:
+    def build(config: Mapping[str, Any]) -> Transport:
+        # acryl-datahub is large: import it only when a DataHub destination is configured.
+        from lineage.datahub import DataHubFileTransport, DataHubRestTransport
+
+        transport = DataHubFileTransport if file else DataHubRestTransport
+        return _openlineage(transport)(config)
+
+    return build
+
+
 _BUILDERS: dict[str, TransportBuilder] = {
     "console": _openlineage(ConsoleTransport),
+    "datahub-file": _datahub(file=True),
+    "datahub-rest": _datahub(file=False),
     "file": _openlineage(FileTransport),
     "http": _openlineage(HttpTransport),
     "kafka": _openlineage(KafkaTransport),
 }
-
-
-def register_transport(kind: str, builder: TransportBuilder) -> None:
-    """Make ``kind`` available to :func:`build_transport` (DataHub registers itself)."""
-    _BUILDERS[kind] = builder
 
 
 def transport_kinds() -> list[str]:

@@ -247,9 +247,8 @@ class StoredGraph:
         """The domain each stored node was first recorded in."""
         found: dict[str, str] = {}
         for chunk in _chunks(list(ids)):
-            found.update(
-                self._session.execute(
-                    select(LineageNode.id, LineageNode.domain).where(LineageNode.id.in_(chunk))
-                ).tuples()
+            rows = self._session.execute(
+                select(LineageNode.id, LineageNode.domain).where(LineageNode.id.in_(chunk))
             )
+            found.update((node_id, domain) for node_id, domain in rows)
         return found
