@@ -79,7 +79,7 @@ def build_services(
             {name: build_transport(c) for name, c in settings.lineage_destinations.items()},
             settings.lineage_delivery_poll_seconds,
         )
-        if settings.lineage_destinations and settings.run_worker
+        if settings.lineage_destinations
         else None
     )
     return Services(settings, db, Authorization(), engine, worker, oidc, lineage_store, deliverer)
@@ -97,7 +97,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if services.worker is not None:
             services.worker.start()
-        if services.lineage_deliverer is not None:
+        if services.lineage_deliverer is not None and settings.run_worker:
             services.lineage_deliverer.start()
         try:
             yield

@@ -1,7 +1,8 @@
 """govplane's own OpenLineage facets: the governance facts of a run and of a dataset.
 
 Each is an openlineage-python facet class (``_producer`` and ``_schemaURL`` included), named in
-events with the ``govplane_`` prefix the OpenLineage spec asks custom facets to carry.
+events with the ``govplane_`` prefix the OpenLineage spec asks custom facets to carry. Their JSON
+schemas ship in ``lineage/schemas``; ``_schemaURL`` points at them in the published repository.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from openlineage.client.generated.base import (
     OutputDatasetFacet,
     RunFacet,
 )
+from openlineage.client.serde import Serde
 from openlineage.client.transport.console import ConsoleTransport
 from openlineage.client.transport.file import FileTransport
 from openlineage.client.transport.http import HttpTransport
@@ -31,6 +32,33 @@ _F = TypeVar("_F", bound=BaseFacet)
 
 class UnknownTransportError(ValueError):
     """A destination names a transport kind govplane does not know."""
+
+
+class DeliveryError(ConnectionError):
+    """A destination did not confirm that it took an event."""
+
+
+class ConfirmedKafkaTransport(KafkaTransport):
+    """openlineage-python's Kafka transport, raising when the broker did not take the event.
+
+    The stock transport only logs a failed delivery, which would let the outbox count a lost
+    event as sent. Delivery is at least once: a send that times out is retried.
+    """
+
+    def emit(self, event: Any) -> None:
+        if self.producer is None:
+            self._setup_producer(self.kafka_config.config)
+        assert self.producer is not None
+        errors: list[str] = []
+        self.producer.produce(
+            topic=self.topic,
+            key=self.message_key or self._get_message_key(event),
+            value=Serde.to_json(event).encode("utf-8"),
+            on_delivery=lambda error, _message: errors.append(str(error)) if error else None,
+        )
+        left = self.producer.flush()
+        if errors or left:
+            raise DeliveryError(f"kafka topic {self.topic}: {errors[0] if errors else 'timed out'}")
 
 
 TransportBuilder = Callable[[Mapping[str, Any]], Transport]
@@ -61,7 +89,7 @@ _BUILDERS: dict[str, TransportBuilder] = {
     "datahub-rest": _datahub(file=False),
     "file": _openlineage(FileTransport),
     "http": _openlineage(HttpTransport),
-    "kafka": _openlineage(KafkaTransport),
+    "kafka": _openlineage(ConfirmedKafkaTransport),
 }
 
 
@@ -85,8 +113,12 @@ def build_transport(config: Mapping[str, Any]) -> Transport:
 
 
 def retry_delay(attempts: int, base: float = 1.0, cap: float = 300.0) -> timedelta:
-    """How long to wait after ``attempts`` failed deliveries: exponential, capped, jittered."""
-    ceiling = min(cap, base * 2 ** min(attempts, 30))
+    """How long to wait after ``attempts`` (>= 1) failed deliveries.
+
+    Exponential (``base`` after the first failure, doubling after each next), capped at ``cap``,
+    and jittered down to half so that many waiting entries do not retry in lockstep.
+    """
+    ceiling = min(cap, base * 2 ** min(max(attempts, 1) - 1, 30))
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))  # noqa: S311
 
 

@@ -31,6 +31,7 @@ class LineageDeliverer:
         transports: destination name -> transport.
         poll_seconds: how often the background thread looks for due entries.
         batch: entries leased per round.
+        retry_base_seconds: the first retry's delay; each further failure doubles it.
     """
 
     def __init__(
@@ -39,11 +40,13 @@ class LineageDeliverer:
         transports: Mapping[str, Transport],
         poll_seconds: float = 1.0,
         batch: int = 100,
+        retry_base_seconds: float = 1.0,
     ) -> None:
         self._db = db
         self._transports = dict(transports)
         self._poll_seconds = poll_seconds
         self._batch = batch
+        self._retry_base = retry_base_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lineage-deliverer", daemon=True)
 
@@ -110,7 +113,7 @@ class LineageDeliverer:
                 entry.last_error = None
             else:
                 entry.last_error = error[:4000]
-                entry.next_attempt_at = utcnow() + retry_delay(entry.attempts)
+                entry.next_attempt_at = utcnow() + retry_delay(entry.attempts, self._retry_base)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
