@@ -34,12 +34,16 @@ from typing import Any
 
 import httpx
 
-from control_plane.bootstrap import initialize
-from control_plane.lineage import StoredGraph
-from control_plane.settings import Settings
-from control_plane.store import Database
-from control_plane.store.models import LineageEdge, LineageNode
-from lineage import Direction, traverse
+# Run as a script, this file's folder is first on sys.path and its name would shadow the lineage
+# package: look in the repository root instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from control_plane.bootstrap import initialize  # noqa: E402
+from control_plane.lineage import StoredGraph  # noqa: E402
+from control_plane.settings import Settings  # noqa: E402
+from control_plane.store import Database  # noqa: E402
+from control_plane.store.models import LineageEdge, LineageNode  # noqa: E402
+from lineage import Direction, traverse  # noqa: E402
 
 PRODUCER = "https://example.org/bench"
 SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"

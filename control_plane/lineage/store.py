@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, bindparam, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from control_plane.store import utcnow
@@ -41,9 +41,45 @@ class Ingested:
     duplicate: bool
 
 
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+_EVENTS = cast(Table, LineageEvent.__table__)
+_NODES = cast(Table, LineageNode.__table__)
+_EDGES = cast(Table, LineageEdge.__table__)
+_OUTBOX = cast(Table, LineageOutbox.__table__)
+
+
+def _upsert(table: Table, conflict: str, action: str = "NOTHING", returning: str = "") -> Any:
+    """``INSERT ... ON CONFLICT`` as SQL text, spelled alike in SQLite and PostgreSQL.
+
+    Text rather than the dialects' ``insert()``, which are not cacheable: compiling an upsert
+    for every event costs more than running it.
+    """
+    columns = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+    # Identifiers come from the models; every value is a bound parameter.
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT ({conflict}) DO {action}"
+        + (f" RETURNING {returning}" if returning else "")
+    )
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+
+
+def _newer(column: str) -> str:
+    return (
+        f"{column} = CASE WHEN excluded.last_seen > lineage_edges.last_seen "
+        f"THEN excluded.{column} ELSE lineage_edges.{column} END"
+    )
+
+
+_INSERT_EVENT = _upsert(_EVENTS, "run_id, event_type, event_time", returning="id")
+_INSERT_NODES = _upsert(_NODES, "id")
+_UPSERT_EDGES = _upsert(
+    _EDGES,
+    "key",
+    "UPDATE SET first_seen = CASE WHEN excluded.first_seen < lineage_edges.first_seen "
+    "THEN excluded.first_seen ELSE lineage_edges.first_seen END, "
+    + ", ".join(_newer(c) for c in ("run_id", "facets", "last_seen")),
+)
+_INSERT_OUTBOX = _upsert(_OUTBOX, "event_id, destination")
 
 
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -76,35 +112,38 @@ class LineageStore:
         """
         at = parse_event_time(event.eventTime)
         delta = graph_delta(event, at)
-        inserted = session.execute(
-            _insert(session, LineageEvent)
-            .values(
-                run_id=event.run.runId.lower(),
-                event_type=event.eventType or "",
-                event_time=at,
-                job_namespace=event.job.namespace,
-                job_name=event.job.name,
-                domain=domain,
-                payload=payload,
-                received_by=received_by,
-                received_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["run_id", "event_type", "event_time"])
-            .returning(LineageEvent.id)
+        connection = session.connection()
+        now = utcnow()
+        inserted = connection.execute(
+            _INSERT_EVENT,
+            {
+                "run_id": event.run.runId.lower(),
+                "event_type": event.eventType or "",
+                "event_time": at,
+                "job_namespace": event.job.namespace,
+                "job_name": event.job.name,
+                "domain": domain,
+                "payload": payload,
+                "received_by": received_by,
+                "received_at": now,
+            },
         ).scalar()
         if inserted is None:
             return Ingested(None, duplicate=True)
-        _merge_nodes(session, delta, domain)
-        _upsert_edges(session, delta)
+        _merge_nodes(connection, delta, domain, now)
+        _upsert_edges(connection, delta)
         if self.destinations:
-            session.execute(
-                _insert(session, LineageOutbox),
+            connection.execute(
+                _INSERT_OUTBOX,
                 [
                     {
                         "event_id": inserted,
                         "destination": name,
                         "attempts": 0,
-                        "next_attempt_at": utcnow(),
+                        "next_attempt_at": now,
+                        "lease_until": None,
+                        "last_error": None,
+                        "delivered_at": None,
                     }
                     for name in self.destinations
                 ],
@@ -112,8 +151,9 @@ class LineageStore:
         return Ingested(inserted, duplicate=False)
 
 
-def _merge_nodes(session: Session, delta: GraphDelta, domain: str) -> None:
-    now = utcnow()
+def _merge_nodes(connection: Connection, delta: GraphDelta, domain: str, now: datetime) -> None:
+    """Add new nodes; merge facets into existing ones and move their first time back."""
+    by_id = {node.ref.id: node for node in delta.nodes}
     rows = [
         {
             "id": node.ref.id,
@@ -125,23 +165,40 @@ def _merge_nodes(session: Session, delta: GraphDelta, domain: str) -> None:
             "first_seen": delta.at,
             "updated_at": now,
         }
-        for node in delta.nodes
+        for node in by_id.values()
     ]
     for chunk in _chunks(rows):
-        session.execute(_insert(session, LineageNode).on_conflict_do_nothing(), list(chunk))
-    by_id = {node.ref.id: node for node in delta.nodes}
+        connection.execute(_INSERT_NODES, list(chunk))
+    changed = []
     for chunk in _chunks(list(by_id)):
-        stored = session.scalars(
-            select(LineageNode).where(LineageNode.id.in_(chunk)).with_for_update()
+        stored = connection.execute(
+            select(_NODES.c.id, _NODES.c.facets, _NODES.c.first_seen)
+            .where(_NODES.c.id.in_(chunk))
+            .with_for_update()
         )
-        for row in stored:
-            facets = by_id[row.id].facets
-            merged = _live({**row.facets, **facets}, deleted=facets)
-            if merged != row.facets:
-                row.facets = merged
-                row.updated_at = now
-            if delta.at < row.first_seen:
-                row.first_seen = delta.at
+        for node_id, facets, first_seen in stored:
+            update = by_id[node_id].facets
+            merged = _live({**facets, **update}, deleted=update)
+            if merged != facets or delta.at < first_seen:
+                changed.append(
+                    {
+                        "node_id": node_id,
+                        "facets": merged,
+                        "first_seen": min(first_seen, delta.at),
+                        "updated_at": now,
+                    }
+                )
+    if changed:
+        connection.execute(
+            _NODES.update()
+            .where(_NODES.c.id == bindparam("node_id"))
+            .values(
+                facets=bindparam("facets"),
+                first_seen=bindparam("first_seen"),
+                updated_at=bindparam("updated_at"),
+            ),
+            changed,
+        )
 
 
 def _live(facets: Any, deleted: Any = None) -> dict[str, Any]:
@@ -154,7 +211,7 @@ def _live(facets: Any, deleted: Any = None) -> dict[str, Any]:
     }
 
 
-def _upsert_edges(session: Session, delta: GraphDelta) -> None:
+def _upsert_edges(connection: Connection, delta: GraphDelta) -> None:
     unique = {edge.key: edge for edge in delta.edges}
     rows = [
         {
@@ -172,32 +229,7 @@ def _upsert_edges(session: Session, delta: GraphDelta) -> None:
         for key, edge in unique.items()
     ]
     for chunk in _chunks(rows):
-        statement = _insert(session, LineageEdge)
-        new = statement.excluded
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["key"],
-                set_={
-                    "first_seen": case(
-                        (new.first_seen < LineageEdge.first_seen, new.first_seen),
-                        else_=LineageEdge.first_seen,
-                    ),
-                    "last_seen": case(
-                        (new.last_seen > LineageEdge.last_seen, new.last_seen),
-                        else_=LineageEdge.last_seen,
-                    ),
-                    "run_id": case(
-                        (new.last_seen > LineageEdge.last_seen, new.run_id),
-                        else_=LineageEdge.run_id,
-                    ),
-                    "facets": case(
-                        (new.last_seen > LineageEdge.last_seen, new.facets),
-                        else_=LineageEdge.facets,
-                    ),
-                },
-            ),
-            list(chunk),
-        )
+        connection.execute(_UPSERT_EDGES, list(chunk))
 
 
 class StoredGraph:

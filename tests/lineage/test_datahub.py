@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from openlineage.client.event_v2 import RunState
 
 from lineage import (
@@ -133,3 +136,74 @@ def test_datahubs_check_rejects_a_broken_file(tmp_path: Path) -> None:
     info["aspect"]["value"] = json.dumps(aspect)
     path.write_text(json.dumps(records))
     assert _check(path).returncode != 0
+
+
+class FakeDataHubGms:
+    """A fake DataHub metadata service (GMS) on loopback: no DataHub server runs here.
+
+    It answers the two calls acryl-datahub's REST emitter makes (``GET /config`` and
+    ``POST /aspects?action=ingestProposal``), records each proposal, and fails the first
+    ``failures`` proposals with 503 like a GMS that is down.
+    """
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.proposals: list[dict[str, Any]] = []
+        gms = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._reply(200, {"noCode": "true", "versions": {}})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if gms.failures > 0:
+                    gms.failures -= 1
+                    self._reply(503, {"message": "unavailable"})
+                    return
+                gms.proposals.append(body["proposal"])
+                self._reply(200, {"value": body["proposal"]["entityUrn"]})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeDataHubGms:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_the_rest_emitter_sends_what_datahubs_check_accepts(tmp_path: Path) -> None:
+    with FakeDataHubGms() as gms:
+        transport = build_transport({"type": "datahub-rest", "server": gms.url})
+        transport.emit(build_run_event(_facts("deploy", [MODEL], [DEPLOYMENT])))
+    assert {p["entityType"] for p in gms.proposals} >= {"dataJob", "mlModel", "mlModelDeployment"}
+    path = tmp_path / "received.json"
+    path.write_text(json.dumps(gms.proposals))
+    result = _check(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_gms_that_is_down_makes_the_send_fail_for_a_retry() -> None:
+    with FakeDataHubGms(failures=1) as gms:
+        transport = build_transport({"type": "datahub-rest", "server": gms.url})
+        with pytest.raises(Exception, match=r"503|navailable"):
+            transport.emit(build_run_event(_facts("train", [ADULT], [MODEL])))
+        # the next attempt goes through
+        transport.emit(build_run_event(_facts("train", [ADULT], [MODEL])))
+    assert gms.proposals

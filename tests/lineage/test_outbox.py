@@ -164,6 +164,7 @@ def test_a_kafka_destination_without_a_broker_keeps_the_event(db: Database) -> N
     deliverer = LineageDeliverer(db, {"memory": kafka}, retry_base_seconds=0.001)
     # When the deliverer tries, the failed delivery is noticed (not only logged) and kept
     assert deliverer.deliver_due() == 0
+    kafka.close(0)
     with db.session() as session:
         (row,) = session.scalars(select(LineageOutbox)).all()
     assert row.delivered_at is None
