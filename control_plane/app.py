@@ -26,7 +26,7 @@ from control_plane.body_limit import BodyLimit
 from control_plane.errors import install_problem_handlers
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
-from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore
+from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore, LineageWriter
 from control_plane.runs import Executor, RunEngine, RunKind, RunWorker, TransitionRecorder
 from control_plane.runs.policy_change import PolicyChangeExecutor
 from control_plane.settings import Settings
@@ -82,7 +82,16 @@ def build_services(
         if settings.lineage_destinations
         else None
     )
-    return Services(settings, db, Authorization(), engine, worker, oidc, lineage_store, deliverer)
+    return Services(
+        settings,
+        db,
+        Authorization(),
+        engine,
+        worker,
+        oidc,
+        LineageWriter(db, lineage_store),
+        deliverer,
+    )
 
 
 def create_app(

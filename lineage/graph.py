@@ -56,12 +56,14 @@ class Edge:
     facets: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def identity(self) -> tuple[str, str, str, str, str]:
+        """What makes two edges the same: endpoints, kind and columns."""
+        return (self.source, self.target, self.kind, self.source_field, self.target_field)
+
+    @property
     def key(self) -> str:
-        """A fixed-size identity of the edge (its endpoints, kind and columns)."""
-        raw = "\x1f".join(
-            (self.source, self.target, self.kind, self.source_field, self.target_field)
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()
+        """A fixed-size identity of the edge, for storage."""
+        return hashlib.sha256("\x1f".join(self.identity).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def traverse(
     if not reader.nodes([root], as_of):
         raise LookupError(f"no lineage node {root}")
     found: dict[str, None] = {root: None}
-    edges: dict[str, Edge] = {}
+    edges: dict[tuple[str, ...], Edge] = {}
     truncated = False
     ways = {
         Direction.UPSTREAM: (True,),
@@ -243,7 +245,7 @@ def traverse(
                     visited.add(other)
                     found[other] = None
                     frontier.append(other)
-                edges.setdefault(edge.key, edge)
+                edges.setdefault(edge.identity, edge)
     nodes = {node.ref.id: node for node in reader.nodes(list(found), as_of)}
     kept = tuple(e for e in edges.values() if e.source in nodes and e.target in nodes)
     return Subgraph(root, tuple(nodes[i] for i in found if i in nodes), kept, truncated)

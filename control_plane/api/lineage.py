@@ -12,13 +12,14 @@ from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import Domain, ResponseModel
 from control_plane.authorization import Guard
 from control_plane.errors import InvalidInputError, NotFoundError
-from control_plane.lineage.store import StoredGraph
+from control_plane.lineage.store import Ingested, StoredGraph
 from lineage import (
     MAX_DEPTH,
     Direction,
     InvalidEventError,
     NodeType,
     Subgraph,
+    graph_delta,
     job_node,
     node_type,
     parse_event_time,
@@ -90,28 +91,77 @@ class ImpactOut(ResponseModel):
     hidden: int
 
 
+MAX_BATCH = 1000
+
+
+class BatchAccepted(ResponseModel):
+    created: int
+    duplicate: int
+    results: list[Accepted]
+
+
+def _store(
+    services: ServicesDep, guard: Guard, payloads: list[Any], domain: str, batch: bool
+) -> list[Ingested]:
+    """Validate and authorize every event, then store them all in one transaction (or none)."""
+    events = []
+    for index, payload in enumerate(payloads):
+        try:
+            event = validate_run_event(payload)
+            graph_delta(event, parse_event_time(event.eventTime))
+            events.append(event)
+        except InvalidEventError as exc:
+            raise _invalid(exc, index if batch else None) from None
+    for job in sorted({job_node(e.job.namespace, e.job.name).id for e in events}):
+        guard.require("write", f"lineage:{job}", domain)
+    return services.lineage_writer.write(
+        list(zip(events, payloads, strict=True)), domain, guard.caller.name
+    )
+
+
+def _invalid(exc: InvalidEventError, index: int | None) -> InvalidInputError:
+    errors = [{**e, "loc": [index, *e["loc"]]} if index is not None else e for e in exc.errors]
+    where = f"event {index}: " if index is not None else ""
+    return InvalidInputError(f"not a valid OpenLineage RunEvent: {where}{exc}", errors=errors)
+
+
+def _accepted(stored: Ingested) -> Accepted:
+    if stored.duplicate:
+        return Accepted(status="duplicate", event_id=None)
+    return Accepted(status="created", event_id=stored.event_id)
+
+
+DomainParam = Annotated[Domain, Query(description="Domain the events' nodes belong to.")]
+
+
 @router.post("", status_code=201, response_model=Accepted)
 def ingest(
     payload: Annotated[Any, Body(description="An OpenLineage RunEvent.")],
     services: ServicesDep,
     guard: GuardDep,
     response: Response,
-    domain: Annotated[Domain, Query(description="Domain the event's nodes belong to.")] = "*",
+    domain: DomainParam = "*",
 ) -> Accepted:
-    try:
-        event = validate_run_event(payload)
-        job = job_node(event.job.namespace, event.job.name)
-        guard.require("write", f"lineage:{job.id}", domain)
-        with services.db.session(write=True) as session:
-            stored = services.lineage.ingest(session, event, payload, domain, guard.caller.name)
-    except InvalidEventError as exc:
-        raise InvalidInputError(
-            f"not a valid OpenLineage RunEvent: {exc}", errors=exc.errors
-        ) from None
+    """Store one RunEvent (201), or recognise one already stored (200)."""
+    (stored,) = _store(services, guard, [payload], domain, batch=False)
     if stored.duplicate:
         response.status_code = 200
-        return Accepted(status="duplicate", event_id=None)
-    return Accepted(status="created", event_id=stored.event_id)
+    return _accepted(stored)
+
+
+@router.post("/batch", status_code=201)
+def ingest_batch(
+    payloads: Annotated[
+        list[Any], Body(max_length=MAX_BATCH, description="A JSON array of RunEvents.")
+    ],
+    services: ServicesDep,
+    guard: GuardDep,
+    domain: DomainParam = "*",
+) -> BatchAccepted:
+    """Store up to 1000 RunEvents in one transaction: all of them, or none if any is invalid."""
+    results = [_accepted(s) for s in _store(services, guard, payloads, domain, batch=True)]
+    created = sum(r.status == "created" for r in results)
+    return BatchAccepted(created=created, duplicate=len(results) - created, results=results)
 
 
 def _as_of(value: str | None) -> datetime | None:

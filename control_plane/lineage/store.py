@@ -232,6 +232,13 @@ def _upsert_edges(connection: Connection, delta: GraphDelta) -> None:
         connection.execute(_UPSERT_EDGES, list(chunk))
 
 
+_EDGE_COLUMNS = [
+    _EDGES.c[c]
+    for c in ("source", "target", "kind", "source_field", "target_field", "run_id", "facets")
+]
+_NODE_COLUMNS = [_NODES.c[c] for c in ("id", "type", "namespace", "name", "facets")]
+
+
 class StoredGraph:
     """A :class:`lineage.GraphReader` over the store, within one session."""
 
@@ -241,37 +248,32 @@ class StoredGraph:
     def edges_of(
         self, nodes: Sequence[str], upstream: bool, as_of: datetime | None, limit: int
     ) -> list[Edge]:
-        column = LineageEdge.target if upstream else LineageEdge.source
+        column = _EDGES.c.target if upstream else _EDGES.c.source
         found: list[Edge] = []
+        connection = self._session.connection()
         for chunk in _chunks(list(nodes)):
-            statement = select(LineageEdge).where(column.in_(chunk))
+            statement = select(*_EDGE_COLUMNS).where(column.in_(chunk))
             if as_of is not None:
-                statement = statement.where(LineageEdge.first_seen <= as_of)
-            for row in self._session.scalars(statement.limit(limit - len(found))):
-                found.append(
-                    Edge(
-                        row.source,
-                        row.target,
-                        EdgeKind(row.kind),
-                        row.source_field,
-                        row.target_field,
-                        row.run_id,
-                        row.facets,
-                    )
-                )
+                statement = statement.where(_EDGES.c.first_seen <= as_of)
+            rows = connection.execute(statement.limit(limit - len(found)))
+            found += [
+                Edge(source, target, EdgeKind(kind), source_field, target_field, run_id, facets)
+                for source, target, kind, source_field, target_field, run_id, facets in rows
+            ]
             if len(found) >= limit:
                 break
         return found
 
     def nodes(self, ids: Sequence[str], as_of: datetime | None) -> list[Node]:
         found: list[Node] = []
+        connection = self._session.connection()
         for chunk in _chunks(list(ids)):
-            statement = select(LineageNode).where(LineageNode.id.in_(chunk))
+            statement = select(*_NODE_COLUMNS).where(_NODES.c.id.in_(chunk))
             if as_of is not None:
-                statement = statement.where(LineageNode.first_seen <= as_of)
+                statement = statement.where(_NODES.c.first_seen <= as_of)
             found += [
-                Node(NodeRef(r.id, NodeType(r.type), r.namespace, r.name), r.facets)
-                for r in self._session.scalars(statement)
+                Node(NodeRef(node_id, NodeType(kind), namespace, name), facets)
+                for node_id, kind, namespace, name, facets in connection.execute(statement)
             ]
         return found
 

@@ -195,3 +195,38 @@ def test_bad_graph_queries_are_named(
     response = client.get("/api/v1/lineage/graph", params=params)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_batch_is_stored_in_one_go_and_counts_duplicates(client: TestClient) -> None:
+    events = [run_event(f"job{i}", inputs=["raw"], outputs=[f"out{i}"]) for i in range(3)]
+    assert client.post("/api/v1/lineage", json=events[0]).status_code == 201
+    response = client.post("/api/v1/lineage/batch", json=[*events, events[1]])
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["created"], body["duplicate"]) == (2, 2)
+    assert [r["status"] for r in body["results"]] == [
+        "duplicate",
+        "created",
+        "created",
+        "duplicate",
+    ]
+    impact = client.get("/api/v1/lineage/impact", params={"node": ds("raw")}).json()
+    assert impact["datasets"] == [ds("out0"), ds("out1"), ds("out2")]
+
+
+def test_a_batch_with_one_bad_event_stores_none_and_names_it(client: TestClient) -> None:
+    good = run_event("first", inputs=["raw"], outputs=["a"])
+    bad = _with(run_event("second", inputs=["raw"], outputs=["b"]), "soon", "eventTime")
+    response = client.post("/api/v1/lineage/batch", json=[good, bad])
+    assert response.status_code == 422
+    problem = response.json()
+    assert "event 1" in problem["detail"]
+    assert [1, "eventTime"] in [e["loc"] for e in problem["errors"]]
+    assert client.get("/api/v1/lineage/graph", params={"node": ds("raw")}).status_code == 404
+
+
+@pytest.mark.parametrize("body", [{"run": {}}, [GOOD] * 1001, "events"])
+def test_a_batch_must_be_an_array_of_at_most_1000_events(client: TestClient, body: Any) -> None:
+    response = client.post("/api/v1/lineage/batch", json=body)
+    assert response.status_code in (413, 422), response.text
+    assert response.headers["content-type"] == "application/problem+json"
