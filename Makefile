@@ -33,6 +33,7 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python bench/authz.py
+	$(BIN)/python bench/lineage.py
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .mypy_cache .pytest_cache .ruff_cache

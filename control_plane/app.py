@@ -16,6 +16,7 @@ from control_plane.api import (
     audit,
     datasets,
     health,
+    lineage,
     models,
     policies,
     principals,
@@ -29,10 +30,12 @@ from control_plane.body_limit import BodyLimit
 from control_plane.errors import install_problem_handlers
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
+from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore, LineageWriter
 from control_plane.runs import Executor, RunEngine, RunKind, RunWorker, TransitionRecorder
 from control_plane.runs.policy_change import PolicyChangeExecutor
 from control_plane.settings import Settings
 from control_plane.store import Database
+from lineage import build_transport
 
 API_PREFIX = "/api/v1"
 
@@ -51,10 +54,11 @@ def build_services(
     """
     db = Database(settings.sqlalchemy_url)
     trail = AuditLog(db, load_audit_keys(settings))
+    lineage_store = LineageStore(tuple(settings.lineage_destinations))
     engine = RunEngine(
         db,
         {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db, trail), **(executors or {})},
-        [RunTransitionAudit(trail), *recorders],
+        [RunTransitionAudit(trail), LineageRecorder(lineage_store), *recorders],
         timedelta(seconds=settings.run_lease_seconds),
     )
     worker = (
@@ -79,7 +83,26 @@ def build_services(
                 algorithms=settings.oidc_algorithms,
             )
         )
-    return Services(settings, db, Authorization(), engine, worker, oidc, trail)
+    deliverer = (
+        LineageDeliverer(
+            db,
+            {name: build_transport(c) for name, c in settings.lineage_destinations.items()},
+            settings.lineage_delivery_poll_seconds,
+        )
+        if settings.lineage_destinations
+        else None
+    )
+    return Services(
+        settings,
+        db,
+        Authorization(),
+        engine,
+        worker,
+        oidc,
+        trail,
+        LineageWriter(db, lineage_store),
+        deliverer,
+    )
 
 
 def create_app(
@@ -94,9 +117,13 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if services.worker is not None:
             services.worker.start()
+        if services.lineage_deliverer is not None and settings.run_worker:
+            services.lineage_deliverer.start()
         try:
             yield
         finally:
+            if services.lineage_deliverer is not None:
+                services.lineage_deliverer.stop()
             if services.worker is not None:
                 services.worker.stop()
             services.audit.close()
@@ -114,7 +141,18 @@ def create_app(
     app.state.services = services
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, principals, policies, datasets, models, sites, runs, approvals, audit):
+    for module in (
+        health,
+        principals,
+        policies,
+        datasets,
+        models,
+        sites,
+        runs,
+        approvals,
+        audit,
+        lineage,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     registry = CollectorRegistry()

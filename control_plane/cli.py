@@ -1,8 +1,9 @@
 """The ``govplane`` command line.
 
 ``init``, ``serve`` and ``policy check`` work on the local data directory or bundle;
-``principals`` and ``runs`` are clients of a running control plane (``--url``, ``--token``),
-so they pass through the same authentication, authorization and validation as any client.
+``principals``, ``runs`` and ``lineage`` are clients of a running control plane (``--url``,
+``--token``), so they pass through the same authentication, authorization and validation as any
+client.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ principals_app = typer.Typer(help="Manage principals and their API tokens.")
 runs_app = typer.Typer(help="Submit and follow governed runs.")
 policy_app = typer.Typer(help="Work with policy bundles.")
 audit_app = typer.Typer(help="Verify and export the audit trail.")
+lineage_app = typer.Typer(help="Query the lineage graph.")
 app.add_typer(principals_app, name="principals")
 app.add_typer(runs_app, name="runs")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
+app.add_typer(lineage_app, name="lineage")
 
 DataDir = Annotated[
     Path | None,
@@ -414,3 +417,79 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+NodeArg = Annotated[
+    str, typer.Argument(help="dataset:NS:NAME, job:NS:NAME, model:NAME:VERSION or deployment:NAME.")
+]
+DepthOpt = Annotated[int, typer.Option(help="Hops to follow (1-50).", min=1, max=50)]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="RFC 3339 time: the graph as it was then.")
+]
+
+
+def _lineage_graph(
+    node: str, direction: str, depth: int, as_of: str | None, url: str, token: str, as_json: bool
+) -> None:
+    params = {"node": node, "direction": direction, "depth": depth, "as_of": as_of}
+    graph = _call(url, token, "GET", "/lineage/graph", params=params)
+    lines = [f"{direction} of {node} (depth {depth}): {len(graph['nodes'])} nodes"]
+    lines += [f"  {n['type']:<10} {n['id']}" for n in graph["nodes"] if n["id"] != node]
+    lines += [
+        f"  {e['source']} -[{e['kind']}"
+        + (f" {e['source_field']}->{e['target_field']}" if e.get("source_field") else "")
+        + f"]-> {e['target']}"
+        for e in graph["edges"]
+    ]
+    if graph["truncated"]:
+        lines.append("  (truncated: the node limit was reached)")
+    if graph["hidden"]:
+        lines.append(f"  ({graph['hidden']} nodes hidden: not readable by this caller)")
+    _emit(graph, as_json, "\n".join(lines))
+
+
+@lineage_app.command("upstream")
+def lineage_upstream(
+    node: NodeArg,
+    token: Token,
+    depth: DepthOpt = 10,
+    as_of: AsOfOpt = None,
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """What a node comes from: its inputs, their producers, and so on."""
+    _lineage_graph(node, "upstream", depth, as_of, url, token, as_json)
+
+
+@lineage_app.command("downstream")
+def lineage_downstream(
+    node: NodeArg,
+    token: Token,
+    depth: DepthOpt = 10,
+    as_of: AsOfOpt = None,
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """What a node feeds: the jobs that read it, what they write, and so on."""
+    _lineage_graph(node, "downstream", depth, as_of, url, token, as_json)
+
+
+@lineage_app.command("impact")
+def lineage_impact(
+    node: NodeArg,
+    token: Token,
+    depth: DepthOpt = 10,
+    as_of: AsOfOpt = None,
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """Everything affected by a node: downstream datasets, jobs, models and deployments."""
+    params = {"node": node, "depth": depth, "as_of": as_of}
+    found = _call(url, token, "GET", "/lineage/impact", params=params)
+    lines = [f"impact of {node} (depth {depth}):"]
+    for kind in ("datasets", "jobs", "models", "deployments"):
+        lines.append(f"  {kind}: {len(found[kind])}")
+        lines += [f"    {item}" for item in found[kind]]
+    if found["truncated"]:
+        lines.append("  (truncated: the node limit was reached)")
+    _emit(found, as_json, "\n".join(lines))

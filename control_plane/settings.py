@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DESTINATION = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class Settings(BaseSettings):
@@ -47,6 +51,26 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    lineage_destinations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Where lineage events are forwarded: name -> transport config "
+        '(``{"type": "http", "url": ...}``; types: http, kafka, file, console, datahub-rest, '
+        "datahub-file).",
+    )
+    lineage_delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    lineage_max_nodes: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Most nodes a lineage query returns."
+    )
+
+    @field_validator("lineage_destinations")
+    @classmethod
+    def _named(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, config in value.items():
+            if not _DESTINATION.match(name):
+                raise ValueError(f"destination name {name!r} must match {_DESTINATION.pattern}")
+            if "type" not in config:
+                raise ValueError(f"destination {name!r} has no transport type")
+        return value
 
     @field_validator("data_dir")
     @classmethod

@@ -14,6 +14,7 @@ from control_plane.authorization import Authorization, Caller, Guard
 from control_plane.errors import UnauthenticatedError
 from control_plane.identity.oidc import InvalidTokenError, OidcVerifier
 from control_plane.identity.tokens import TOKEN_PREFIX, principal_for_token
+from control_plane.lineage import LineageDeliverer, LineageWriter
 from control_plane.runs import RunEngine, RunWorker
 from control_plane.settings import Settings
 from control_plane.store import Database, new_id
@@ -31,6 +32,8 @@ class Services:
     worker: RunWorker | None
     oidc: OidcVerifier | None
     audit: AuditLog
+    lineage_writer: LineageWriter
+    lineage_deliverer: LineageDeliverer | None
 
 
 def get_services(request: Request) -> Services:

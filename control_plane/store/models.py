@@ -299,3 +299,65 @@ class AuditPrune(Base):
     archive_digest: Mapped[str] = mapped_column(String(64))
     pruned_by: Mapped[str] = mapped_column(String(128))
     pruned_at: Mapped[datetime] = _created()
+
+
+class LineageEvent(Base):
+    """An OpenLineage RunEvent as received or emitted; one per (run, event type, event time)."""
+
+    __tablename__ = "lineage_events"
+    __table_args__ = (UniqueConstraint("run_id", "event_type", "event_time"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(16))
+    event_time: Mapped[datetime]
+    job_namespace: Mapped[str] = mapped_column(String(512))
+    job_name: Mapped[str] = mapped_column(String(1024))
+    domain: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    received_by: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = _created()
+
+
+class LineageNode(Base):
+    """A lineage vertex (dataset, job, model version, deployment) with its latest facets."""
+
+    __tablename__ = "lineage_nodes"
+    id: Mapped[str] = mapped_column(String(2000), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    namespace: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    domain: Mapped[str] = mapped_column(String(64))
+    facets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_seen: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LineageEdge(Base):
+    """A lineage edge, first seen at the time of the earliest event that asserted it."""
+
+    __tablename__ = "lineage_edges"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(2000), index=True)
+    target: Mapped[str] = mapped_column(String(2000), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source_field: Mapped[str] = mapped_column(String(1024), default="")
+    target_field: Mapped[str] = mapped_column(String(1024), default="")
+    run_id: Mapped[str] = mapped_column(String(36))
+    facets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
+class LineageOutbox(Base):
+    """An event waiting for (or delivered to) one outbound destination."""
+
+    __tablename__ = "lineage_outbox"
+    __table_args__ = (UniqueConstraint("event_id", "destination"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("lineage_events.id"))
+    destination: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
