@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,11 +40,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _bearer(request: Request) -> str:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        raise UnauthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
-    return credentials.strip()
+# Declares the scheme in the OpenAPI schema; the guard itself answers a missing token with 401.
+_BEARER = HTTPBearer(
+    auto_error=False, description="A govplane API token (`gp_...`) or, when enabled, an OIDC JWT."
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
 
 
 def _caller(session: Session, services: Services, token: str) -> Caller:
@@ -67,9 +68,11 @@ def _caller(session: Session, services: Services, token: str) -> Caller:
     return Caller(principal.id, principal.name, principal.kind, dict(principal.attributes))
 
 
-def get_guard(request: Request, services: ServicesDep) -> Guard:
+def get_guard(services: ServicesDep, bearer: BearerDep) -> Guard:
     """Authenticate the request and bind a guard to the current policy snapshot."""
-    token = _bearer(request)
+    token = bearer.credentials.strip() if bearer is not None else ""
+    if not token:
+        raise UnauthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
     with services.db.session() as session:
         caller = _caller(session, services, token)
         engine = services.authorization.engine(session)
