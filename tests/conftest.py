@@ -153,19 +153,23 @@ def _free_port() -> int:
 
 
 @contextmanager
-def govplane_serve(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+def govplane_serve(
+    data_dir: Path, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> Iterator[str]:
     """A real ``govplane serve`` process (uvicorn) on a free loopback port; yields its URL.
 
     Args:
         data_dir: the data directory it serves (``govplane init`` must have run on it).
         env: ``GOVPLANE_*`` settings for the process, on top of this process's environment.
+        log: a file for its output (discarded otherwise).
     """
     port = _free_port()
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
         [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -181,3 +185,5 @@ def govplane_serve(data_dir: Path, env: Mapping[str, str] | None = None) -> Iter
     finally:
         process.terminate()
         process.wait(30)
+        if log is not None:
+            output.close()  # type: ignore[union-attr]

@@ -55,11 +55,15 @@ def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[list[str], str
         timeout=120,
     )
     token = json.loads(init.stdout)["admin_token"]
+    logs = [tmp_path / "replica-a.log", tmp_path / "replica-b.log"]
     with (
-        govplane_serve(tmp_path / "a", {**env, "GOVPLANE_WORKER_ID": "replica-a"}) as first,
-        govplane_serve(tmp_path / "b", {**env, "GOVPLANE_WORKER_ID": "replica-b"}) as second,
+        govplane_serve(tmp_path / "a", {**env, "GOVPLANE_WORKER_ID": "replica-a"}, logs[0]) as a,
+        govplane_serve(tmp_path / "b", {**env, "GOVPLANE_WORKER_ID": "replica-b"}, logs[1]) as b,
     ):
-        yield [first, second], token, bundle
+        yield [a, b], token, bundle
+    # A run executed twice would fail its second recording (a finished run cannot move again)
+    for log in logs:
+        assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
 
 
 def _propose(url: str, token: str, bundle: Path, index: int) -> str:
