@@ -7,7 +7,7 @@ DATA_DIR ?= .govplane
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench fuzz clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,12 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest
 
+# The long fuzzing profile (the fast one runs in `make test`).
+fuzz: install
+	GOVPLANE_FUZZ=long $(BIN)/pytest tests/fuzz -o timeout=3600
+
 bench: install
-	$(BIN)/python bench/authz.py
-	$(BIN)/python bench/lineage.py
+	$(BIN)/python bench
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .mypy_cache .pytest_cache .ruff_cache

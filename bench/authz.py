@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import _rows
+
 from policies import (
     DEFAULT_BUNDLE_DIR,
     AuthzRequest,
@@ -245,6 +247,21 @@ def print_table(rows: Sequence[Measurement], baseline: Measurement) -> None:
         )
 
 
+def figures(plain: Measurement, engines: Sequence[Measurement]) -> list[dict[str, object]]:
+    """The figures in the shared row format: throughput and p99 next to plain pycasbin's."""
+
+    def p99(measurement: Measurement) -> float:
+        return statistics.quantiles(measurement.latencies_us, n=100, method="inclusive")[98]
+
+    found = []
+    for engine in engines:
+        found.append(
+            _rows.row(engine.label, engine.per_second, "decisions/s", plain.per_second, plain.label)
+        )
+        found.append(_rows.row(f"{engine.label} p99", p99(engine), "µs", p99(plain), plain.label))
+    return found
+
+
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
@@ -255,6 +272,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--distinct", type=int, default=300, help="distinct requests (plain pycasbin decides each)"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="end with the rows as JSON")
     return parser.parse_args(argv)
 
 
@@ -286,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for problem in problems[:10]:
         print(problem, file=sys.stderr)
+    if args.json:
+        _rows.emit(figures(plain, [measurement for measurement, _ in engines]))
     return 1 if problems else 0
 
 

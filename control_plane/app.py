@@ -27,7 +27,7 @@ from control_plane.api.deps import Services
 from control_plane.audit_trail import AuditLog, RunTransitionAudit, load_audit_keys
 from control_plane.authorization import Authorization
 from control_plane.body_limit import BodyLimit
-from control_plane.errors import install_problem_handlers
+from control_plane.errors import install_problem_handlers, problem_responses
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
 from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore, LineageWriter
@@ -38,6 +38,8 @@ from control_plane.store import Database
 from lineage import build_transport
 
 API_PREFIX = "/api/v1"
+# The problem+json answers any resource route may give (documented in the OpenAPI schema).
+RESOURCE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 503)
 
 
 def build_services(
@@ -141,19 +143,9 @@ def create_app(
     app.state.services = services
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (
-        health,
-        principals,
-        policies,
-        datasets,
-        models,
-        sites,
-        runs,
-        approvals,
-        audit,
-        lineage,
-    ):
-        api.include_router(module.router)
+    api.include_router(health.router)
+    for module in (principals, policies, datasets, models, sites, runs, approvals, audit, lineage):
+        api.include_router(module.router, responses=RESOURCE_PROBLEMS)
     app.include_router(api)
     registry = CollectorRegistry()
     app.state.metrics_registry = registry

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from control_plane.errors import ConflictError, InvalidInputError
 from control_plane.store import utcnow
 from control_plane.store.models import PolicyBundleRow
-from control_plane.store.revisions import bump_revision
+from control_plane.store.revisions import bump_revision, lock_revision
 from policies import BundleError, PolicyBundle
 
 
@@ -35,7 +35,12 @@ def history(session: Session) -> list[PolicyBundleRow]:
 
 
 def activate_bundle(session: Session, bundle: PolicyBundle, created_by: str | None) -> bool:
-    """Make ``bundle`` the active one; returns False if it already was."""
+    """Make ``bundle`` the active one; returns False if it already was.
+
+    Concurrent activations (run workers on several replicas) are serialized on the ``authz``
+    revision row, so exactly one bundle is ever active.
+    """
+    lock_revision(session)
     previous = active_bundle_row(session)
     if previous is not None and previous.version == bundle.version:
         return False

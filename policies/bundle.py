@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import tarfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -77,7 +78,8 @@ class PolicyBundle:
         Raises:
             BundleError: the bundle is invalid; the message names the file and the problem.
         """
-        return _validated(tuple(sorted(files.items())))
+        with _VALIDATION_LOCK:
+            return _validated(tuple(sorted(files.items())))
 
     @property
     def roles(self) -> frozenset[str]:
@@ -95,6 +97,12 @@ def bundle_version(files: Mapping[str, str]) -> str:
     """The content version of a set of bundle files."""
     canonical = json.dumps(sorted(files.items()), ensure_ascii=False, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# Validation parses conditions with Python's ast module (ours and pycasbin's), which is not
+# thread-safe on Python 3.11: concurrent parses fail with "AST constructor recursion depth
+# mismatch". Requests and run workers validate bundles on many threads, so one at a time.
+_VALIDATION_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=16)

@@ -10,7 +10,16 @@ from pydantic import Field
 from sqlalchemy import select
 
 from control_plane.api.deps import GuardDep, ServicesDep
-from control_plane.api.fields import Classification, Domain, Name, RequestModel, ResponseModel, Text
+from control_plane.api.fields import (
+    NO_NUL,
+    Classification,
+    Domain,
+    Name,
+    PathKey,
+    RequestModel,
+    ResponseModel,
+    Text,
+)
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
 from control_plane.inventory.catalog import can_read, readable, register
 from control_plane.store.models import Dataset
@@ -20,7 +29,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 class Column(RequestModel):
     name: Name
-    type: Annotated[str, Field(min_length=1, max_length=64)]
+    type: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 class PrivacyBudget(RequestModel):
@@ -35,7 +44,7 @@ class DatasetCreate(RequestModel):
     description: Text = ""
     columns: Annotated[list[Column], Field(max_length=2000)] = []
     pii_columns: Annotated[list[Name], Field(max_length=2000)] = []
-    location: Annotated[str, Field(max_length=2000)] | None = None
+    location: Annotated[str, Field(max_length=2000, pattern=NO_NUL)] | None = None
     privacy_budget: PrivacyBudget | None = None
 
 
@@ -111,7 +120,7 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}")
-def get(dataset_id: str, services: ServicesDep, guard: GuardDep) -> DatasetOut:
+def get(dataset_id: PathKey, services: ServicesDep, guard: GuardDep) -> DatasetOut:
     with services.db.session() as session:
         return _out(
             readable(session, guard, session.get(Dataset, dataset_id), f"dataset {dataset_id}")

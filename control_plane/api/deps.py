@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,11 +45,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _bearer(request: Request) -> str:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        raise UnauthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
-    return credentials.strip()
+# Declares the scheme in the OpenAPI schema; the guard itself answers a missing token with 401.
+_BEARER = HTTPBearer(
+    auto_error=False, description="A govplane API token (`gp_...`) or, when enabled, an OIDC JWT."
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
 
 
 def _caller(session: Session, services: Services, token: str) -> Caller:
@@ -80,9 +81,11 @@ def request_id(request: Request) -> str:
     return new_id()
 
 
-def get_guard(request: Request, services: ServicesDep) -> Guard:
+def get_guard(request: Request, services: ServicesDep, bearer: BearerDep) -> Guard:
     """Authenticate the request and bind a guard, which audits its decisions, to the policy."""
-    token = _bearer(request)
+    token = bearer.credentials.strip() if bearer is not None else ""
+    if not token:
+        raise UnauthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
     with services.db.session() as session:
         caller = _caller(session, services, token)
         engine = services.authorization.engine(session)

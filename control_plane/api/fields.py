@@ -10,8 +10,12 @@ Name = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$", max_length=128)
 ]
 Domain = Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9][a-z0-9_-]{0,63})$")]
-Text = Annotated[str, StringConstraints(max_length=4000)]
-Scalar = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+NO_NUL = r"^[^\x00]*$"
+"""The pattern of free text: PostgreSQL text cannot hold NUL, so no accepted string has one."""
+Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
+Scalar = Annotated[str, StringConstraints(max_length=256, pattern=NO_NUL)] | int | float | bool
+PathKey = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
+"""An id or name in a path, looked up as given (an unknown one is 404)."""
 Attributes = Annotated[dict[Name, Scalar], Field(max_length=64)]
 Classification = Literal["public", "internal", "confidential", "restricted"]
 RiskTier = Literal["low", "medium", "high"]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from control_plane.api.deps import GuardDep, ServicesDep
+from control_plane.errors import problem_responses
 from control_plane.inventory.assets import PLATFORM_DOMAIN
 from control_plane.store.revisions import current_revision
 
@@ -20,7 +21,14 @@ def health(services: ServicesDep) -> dict[str, str]:
     return {"status": "ok" if initialized else "uninitialized"}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **problem_responses(401, 403, 503),
+    },
+)
 def metrics(request: Request, guard: GuardDep) -> Response:
     """Request counts and latencies of this replica."""
     guard.require("read", "metrics:*", PLATFORM_DOMAIN)

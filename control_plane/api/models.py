@@ -10,7 +10,16 @@ from pydantic import StringConstraints
 from sqlalchemy import select
 
 from control_plane.api.deps import GuardDep, ServicesDep
-from control_plane.api.fields import Domain, Name, RequestModel, ResponseModel, RiskTier, Text
+from control_plane.api.fields import (
+    NO_NUL,
+    Domain,
+    Name,
+    PathKey,
+    RequestModel,
+    ResponseModel,
+    RiskTier,
+    Text,
+)
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
 from control_plane.errors import NotFoundError
 from control_plane.inventory.catalog import can_read, readable, register
@@ -23,7 +32,7 @@ class ModelCreate(RequestModel):
     name: Name
     domain: Domain
     risk_tier: RiskTier
-    intended_use: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    intended_use: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=NO_NUL)]
     description: Text = ""
 
 
@@ -47,7 +56,7 @@ class ModelVersionOut(ResponseModel):
     created_at: datetime
 
 
-def _model(services: ServicesDep, guard: GuardDep, name: str) -> Model:
+def _model(services: ServicesDep, guard: GuardDep, name: PathKey) -> Model:
     with services.db.session() as session:
         row = session.scalars(select(Model).where(Model.name == name)).first()
         return readable(session, guard, row, f"model named {name!r}")
@@ -80,13 +89,13 @@ def list_models(
 
 
 @router.get("/{name}")
-def get(name: str, services: ServicesDep, guard: GuardDep) -> ModelOut:
+def get(name: PathKey, services: ServicesDep, guard: GuardDep) -> ModelOut:
     return ModelOut.model_validate(_model(services, guard, name))
 
 
 @router.get("/{name}/versions/{version}")
 def get_version(
-    name: str,
+    name: PathKey,
     version: Annotated[int, Path(ge=1, le=2**31 - 1)],
     services: ServicesDep,
     guard: GuardDep,

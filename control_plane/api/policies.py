@@ -11,8 +11,8 @@ from pydantic import Field, StringConstraints
 
 from audit import payload_digest
 from control_plane.api.deps import GuardDep, ServicesDep
-from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
-from control_plane.api.runs import RunDetail, run_detail
+from control_plane.api.fields import NO_NUL, Attributes, Domain, Name, RequestModel, ResponseModel
+from control_plane.api.runs import RunDetail, run_detail, run_link
 from control_plane.audit_trail import action_event, decision_event
 from control_plane.bundles import active_bundle_row, history, propose_bundle
 from control_plane.errors import ProblemError
@@ -23,8 +23,8 @@ from policies import AuthzRequest
 router = APIRouter(prefix="/policies", tags=["policies"])
 
 FileName = Annotated[str, StringConstraints(pattern=r"^[a-z_]+\.(conf|csv|yaml)$")]
-FileText = Annotated[str, StringConstraints(max_length=262_144)]
-ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+FileText = Annotated[str, StringConstraints(max_length=262_144, pattern=NO_NUL)]
+ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=NO_NUL)]
 
 
 class BundleVersionOut(ResponseModel):
@@ -78,7 +78,7 @@ def get_policies(services: ServicesDep, guard: GuardDep) -> PoliciesOut:
         )
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=run_link("/run/id"))
 def propose(body: BundleProposal, services: ServicesDep, guard: GuardDep) -> ProposalOut:
     guard.require("propose", "policy:*", PLATFORM_DOMAIN)
     with services.db.session(write=True) as session:

@@ -10,7 +10,15 @@ from pydantic import Field
 from sqlalchemy import select
 
 from control_plane.api.deps import GuardDep, ServicesDep
-from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
+from control_plane.api.fields import (
+    NO_NUL,
+    Attributes,
+    Domain,
+    Name,
+    PathKey,
+    RequestModel,
+    ResponseModel,
+)
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
 from control_plane.audit_trail import action_event
 from control_plane.inventory.assets import PLATFORM_DOMAIN
@@ -30,7 +38,7 @@ class PrincipalCreate(RequestModel):
     kind: Literal["user", "service"]
     roles: Annotated[list[RoleBinding], Field(max_length=64)] = []
     attributes: Attributes = {}
-    oidc_subject: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    oidc_subject: Annotated[str, Field(min_length=1, max_length=512, pattern=NO_NUL)] | None = None
 
 
 class RoleOut(ResponseModel):
@@ -113,7 +121,7 @@ def list_principals(
 
 
 @router.get("/{principal_id}")
-def get(principal_id: str, services: ServicesDep, guard: GuardDep) -> PrincipalOut:
+def get(principal_id: PathKey, services: ServicesDep, guard: GuardDep) -> PrincipalOut:
     with services.db.session() as session:
         principal = authorized_principal(session, guard, principal_id, "read")
         return _out(principal, roles_of(session, principal.id))
@@ -121,7 +129,7 @@ def get(principal_id: str, services: ServicesDep, guard: GuardDep) -> PrincipalO
 
 @router.post("/{principal_id}/tokens", status_code=201)
 def create_token(
-    principal_id: str,
+    principal_id: PathKey,
     services: ServicesDep,
     guard: GuardDep,
     body: Annotated[TokenCreate | None, Body()] = None,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from control_plane.api.deps import GuardDep, ServicesDep
-from control_plane.api.fields import RequestModel, ResponseModel
+from control_plane.api.fields import PathKey, RequestModel, ResponseModel
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
 from control_plane.authorization import Guard
 from control_plane.errors import NotFoundError
@@ -23,6 +23,13 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 AssetRef = Annotated[str, Field(pattern=r"^[a-z_]+:[A-Za-z0-9][A-Za-z0-9._@:-]{0,255}$")]
 _MAX_PARAMS_BYTES = 65_536
+GET_RUN = "get_run"
+
+
+def run_link(body_pointer: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI link from a 202 answer to the run it started (for clients and fuzzers)."""
+    parameters = {"run_id": f"$response.body#{body_pointer}"}
+    return {202: {"links": {"GetRun": {"operationId": GET_RUN, "parameters": parameters}}}}
 
 
 class RunCreate(RequestModel):
@@ -101,7 +108,7 @@ def run_detail(session: Session, run: Run) -> RunDetail:
     )
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=run_link("/id"))
 def submit(body: RunCreate, services: ServicesDep, guard: GuardDep) -> RunDetail:
     submission = RunSubmission(
         kind=body.kind, target=body.target, inputs=tuple(body.inputs), params=body.params
@@ -133,8 +140,8 @@ def list_runs(
     return Page(items=[RunOut.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{run_id}")
-def get(run_id: str, services: ServicesDep, guard: GuardDep) -> RunDetail:
+@router.get("/{run_id}", operation_id=GET_RUN)
+def get(run_id: PathKey, services: ServicesDep, guard: GuardDep) -> RunDetail:
     with services.db.session() as session:
         run = session.get(Run, run_id)
         if run is None:

@@ -10,7 +10,7 @@ from pydantic import Field
 from sqlalchemy import select
 
 from control_plane.api.deps import GuardDep, ServicesDep
-from control_plane.api.fields import Attributes, Domain, Name, RequestModel, ResponseModel
+from control_plane.api.fields import NO_NUL, Attributes, Domain, Name, RequestModel, ResponseModel
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
 from control_plane.inventory.catalog import can_read, register
 from control_plane.store.models import Site
@@ -23,7 +23,7 @@ class SiteCreate(RequestModel):
     domain: Domain
     residency: Annotated[str, Field(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")]
     attributes: Attributes = {}
-    node_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    node_id: Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)] | None = None
 
 
 class SiteOut(ResponseModel):

@@ -118,3 +118,47 @@ def test_duplicate_names_are_409_and_the_original_stays(client: TestClient) -> N
 def test_the_server_keeps_serving_after_bad_input(client: TestClient) -> None:
     client.post("/api/v1/runs", content=b"\xff\xfe", headers={"content-type": "application/json"})
     assert client.get("/api/v1/health").json() == {"status": "ok"}
+
+
+NUL_BODIES = [
+    ("/api/v1/models", {"intended_use": "scoring\x00", "description": "x"}),
+    ("/api/v1/models", {"intended_use": "scoring", "description": "\x00"}),
+    ("/api/v1/datasets", {"location": "s3://lake/\x00"}),
+    ("/api/v1/datasets", {"columns": [{"name": "age", "type": "int\x00"}]}),
+    ("/api/v1/sites", {"node_id": "node\x00"}),
+    ("/api/v1/principals", {"oidc_subject": "sub\x00", "attributes": {"team": "a\x00"}}),
+]
+NUL_BASE = {
+    "/api/v1/models": {"name": "credit", "domain": "retail", "risk_tier": "low"},
+    "/api/v1/datasets": {"name": "adult", "domain": "retail", "classification": "internal"},
+    "/api/v1/sites": {"name": "berlin", "domain": "retail", "residency": "DE"},
+    "/api/v1/principals": {"name": "nul", "kind": "user"},
+}
+
+
+@pytest.mark.parametrize(("path", "fields"), NUL_BODIES)
+def test_nul_characters_in_text_are_422(
+    client: TestClient, path: str, fields: dict[str, Any]
+) -> None:
+    # Found by fuzzing: PostgreSQL text cannot hold NUL, and such a request was a 500
+    body = {"intended_use": "scoring", **NUL_BASE[path], **fields}
+    if path != "/api/v1/models":
+        del body["intended_use"]
+    before = client.get(path, params={"limit": 200}).json()["items"]
+    _problem(422, client.post(path, json=body))
+    assert client.get(path, params={"limit": 200}).json()["items"] == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/datasets/a%00",
+        "/api/v1/principals/a%00",
+        "/api/v1/runs/a%00",
+        "/api/v1/models/a%00",
+        "/api/v1/models/a%00/versions/1",
+    ],
+)
+def test_nul_characters_in_path_keys_are_422(client: TestClient, path: str) -> None:
+    _problem(422, client.get(path))
+    assert client.get("/api/v1/health").status_code == 200

@@ -269,3 +269,19 @@ def test_a_transition_that_cannot_be_recorded_does_not_happen(
         # Then it is refused and no run is stored
         assert response.status_code >= 500
         assert client.get("/api/v1/runs").json()["items"] == []
+
+
+@pytest.mark.filterwarnings("error")
+def test_run_params_are_sized_as_plain_json(client: TestClient) -> None:
+    # Found by fuzzing: params were sized with the request model's serializer, which warned on
+    # every submission; nested params must be measured as the JSON they are, silently
+    _model(client, "credit", "low")
+    nested = {"grid": {"depth": [1, 2, 3]}, "note": "ü" * 10}
+    run = _submit(client, kind="train", target="model:credit", params=nested)
+    assert run["params"] == nested
+    oversized = {"blob": "x" * 70_000}
+    response = client.post(
+        "/api/v1/runs", json={"kind": "train", "target": "model:credit", "params": oversized}
+    )
+    assert response.status_code == 422
+    assert "at most 65536 bytes" in response.json()["detail"]

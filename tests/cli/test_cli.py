@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +14,10 @@ from typer.testing import CliRunner
 
 from control_plane.cli import app
 from policies import DEFAULT_BUNDLE_DIR
+from tests.conftest import GOVPLANE, govplane_serve
 
 REPO = Path(__file__).resolve().parents[2]
-GOVPLANE = [sys.executable, "-m", "control_plane"]
 runner = CliRunner()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -40,27 +31,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         check=True,
         timeout=120,
     )
-    token = json.loads(init.stdout)["admin_token"]
-    port = _free_port()
-    process = subprocess.Popen(
-        [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("govplane serve did not come up")
-        yield url, token
-    finally:
-        process.terminate()
-        process.wait(30)
+    with govplane_serve(data_dir) as url:
+        yield url, json.loads(init.stdout)["admin_token"]
 
 
 def _cli(*args: str) -> tuple[int, str]:

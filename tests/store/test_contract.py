@@ -15,9 +15,9 @@ from control_plane.bundles import activate_bundle, active_bundle_row
 from control_plane.identity.tokens import issue_token, principal_for_token
 from control_plane.runs import ExecutionContext, RunEngine, RunKind, RunState, RunWorker
 from control_plane.store import Database, new_id, utcnow
-from control_plane.store.models import Dataset, Principal, Run, RunTransition
+from control_plane.store.models import Dataset, PolicyBundleRow, Principal, Run, RunTransition
 from control_plane.store.revisions import bump_revision, current_revision
-from policies import DEFAULT_BUNDLE_DIR, load_bundle
+from policies import DEFAULT_BUNDLE_DIR, PolicyBundle, load_bundle
 
 
 @pytest.fixture
@@ -122,6 +122,37 @@ def test_one_bundle_is_active_and_activation_bumps_the_revision(db: Database) ->
     assert active.version == bundle.version
     assert before is not None
     assert after == before + 1
+
+
+def test_concurrent_activations_leave_one_bundle_active(database_url: str) -> None:
+    # Found by the replica race suite: two replicas activating policy changes at once each
+    # superseded the same previous bundle, leaving several active
+    files = dict(load_bundle(DEFAULT_BUNDLE_DIR).files)
+    bundles = [
+        PolicyBundle.from_files({**files, "policy.csv": files["policy.csv"] + f"# {i}\n"})
+        for i in range(8)
+    ]
+    databases = [Database(database_url) for _ in bundles]
+    barrier = threading.Barrier(len(bundles))
+
+    def activate(database: Database, bundle: PolicyBundle) -> None:
+        barrier.wait()
+        with database.session(write=True) as session:
+            activate_bundle(session, bundle, "worker")
+
+    threads = [
+        threading.Thread(target=activate, args=pair)
+        for pair in zip(databases, bundles, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with databases[0].session() as session:
+        statuses = session.scalars(select(PolicyBundleRow.status)).all()
+    assert sorted(statuses) == ["active"] + ["superseded"] * (len(bundles) - 1)
+    for database in databases:
+        database.dispose()
 
 
 def test_revision_counter_increments(db: Database) -> None:

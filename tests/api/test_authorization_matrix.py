@@ -1,0 +1,528 @@
+"""The authorization matrix: every route x every role of the default bundle x where it acts.
+
+Each route says once which decisions it needs (action, object, domain, resource attributes).
+The expected outcome of every cell is then decided by plain pycasbin (``CasbinReference``) over
+the default bundle and the world's role assignments, never typed per cell; the cell passes only
+if the API does exactly that: the success status or the item in the list when allowed, 403 or
+the item missing when denied.
+
+Three scopes per role: the role held in the object's domain (``own``), held in another domain
+than the object's (``other``), and held in every domain (``everywhere``). Platform routes
+(principals, policies, metrics) act in domain ``*`` whatever the scope.
+
+Apart from the matrix, the invariants the platform promises are asserted directly: a role held
+in one domain never reads or changes another domain's objects, lists included; only a platform
+admin reaches the admin routes; a client cannot set server-owned fields (mass assignment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from control_plane.app import create_app
+from control_plane.bootstrap import initialize
+from control_plane.runs import RunKind
+from control_plane.settings import Settings
+from control_plane.store.models import Model, ModelVersion
+from policies import (
+    DEFAULT_BUNDLE_DIR,
+    AuthzRequest,
+    CasbinReference,
+    PolicyBundle,
+    RoleAssignment,
+    load_bundle,
+)
+from tests.conftest import RecordingExecutor, as_caller, drain
+
+BUNDLE = load_bundle(DEFAULT_BUNDLE_DIR)
+ROLES = sorted(BUNDLE.roles)
+OWN, OTHER = "alpha", "beta"
+PLATFORM = "*"
+SCOPES = ("own", "other", "everywhere")
+CALLER_ATTRIBUTES = {"clearance": "confidential"}
+
+
+def caller_name(role: str, scope: str) -> str:
+    """The principal holding ``role`` in ``alpha`` (or everywhere, for that scope)."""
+    return f"{role.replace('_', '-')}.{'all' if scope == 'everywhere' else OWN}"
+
+
+@dataclass
+class Objects:
+    """What the bootstrap admin registered in one domain."""
+
+    domain: str
+    dataset_id: str
+    model: str
+    site_id: str
+    run_id: str
+    approval_id: str
+
+
+@dataclass
+class World:
+    """One control plane with a principal per role and scope, and objects in two domains."""
+
+    client: TestClient
+    tokens: dict[str, str]
+    objects: dict[str, Objects]
+    target_id: str
+    reference: CasbinReference
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Who calls, on which domain's objects, with a suffix for names it creates."""
+
+    caller: str
+    objects: Objects
+    suffix: str
+
+
+@dataclass(frozen=True)
+class Need:
+    """A decision a route needs; all of a route's needs must be allowed."""
+
+    action: str
+    object: str
+    domain: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route, the decisions it needs, and how to call it for a cell."""
+
+    method: str
+    path: str
+    needs: Callable[[Cell, World], list[Need]]
+    call: Callable[[Cell, World], tuple[str, dict[str, Any] | None]]
+    success: int = 200
+    listed: Callable[[Cell, World], str] | None = None
+    """For a list: the id of the cell's object that must be listed exactly when allowed."""
+
+
+def _dataset(cell: Cell) -> Need:
+    attributes = {"classification": "internal", "owner": "admin"}
+    return Need("read", f"dataset:ds-{cell.objects.domain}", cell.objects.domain, attributes)
+
+
+def _model(cell: Cell, action: str = "read") -> Need:
+    attributes = {"risk_tier": "medium", "owner": "admin"}
+    return Need(action, f"model:{cell.objects.model}", cell.objects.domain, attributes)
+
+
+def _site(cell: Cell) -> Need:
+    attributes = {"residency": "DE", "owner": "admin"}
+    return Need("read", f"site:site-{cell.objects.domain}", cell.objects.domain, attributes)
+
+
+def _proposal(cell: Cell) -> dict[str, str]:
+    files = dict(BUNDLE.files)
+    files["policy.csv"] += f"# proposal {cell.suffix}\n"
+    return files
+
+
+ROUTES = (
+    Route("GET", "/api/v1/health", lambda c, w: [], lambda c, w: ("/api/v1/health", None)),
+    Route(
+        "GET",
+        "/api/v1/metrics",
+        lambda c, w: [Need("read", "metrics:*", PLATFORM)],
+        lambda c, w: ("/api/v1/metrics", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/principals",
+        lambda c, w: [Need("create", f"principal:new-{c.suffix}", PLATFORM)],
+        lambda c, w: ("/api/v1/principals", {"name": f"new-{c.suffix}", "kind": "user"}),
+        success=201,
+    ),
+    Route(
+        "GET",
+        "/api/v1/principals",
+        lambda c, w: [Need("read", "principal:target", PLATFORM)],
+        lambda c, w: ("/api/v1/principals?limit=200", None),
+        listed=lambda c, w: w.target_id,
+    ),
+    Route(
+        "GET",
+        "/api/v1/principals/{principal_id}",
+        lambda c, w: [Need("read", "principal:target", PLATFORM)],
+        lambda c, w: (f"/api/v1/principals/{w.target_id}", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/principals/{principal_id}/tokens",
+        lambda c, w: [Need("issue_token", "principal:target", PLATFORM)],
+        lambda c, w: (f"/api/v1/principals/{w.target_id}/tokens", {}),
+        success=201,
+    ),
+    Route(
+        "GET",
+        "/api/v1/policies",
+        lambda c, w: [Need("read", "policy:*", PLATFORM)],
+        lambda c, w: ("/api/v1/policies", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/policies",
+        lambda c, w: [
+            Need("propose", "policy:*", PLATFORM),
+            Need(
+                "policy_change",
+                f"policy:{PolicyBundle.from_files(_proposal(c)).version}",
+                PLATFORM,
+            ),
+        ],
+        lambda c, w: ("/api/v1/policies", {"files": _proposal(c)}),
+        success=202,
+    ),
+    Route(
+        "POST",
+        "/api/v1/policies/decide",
+        lambda c, w: [Need("decide", "policy:*", c.objects.domain)],
+        lambda c, w: (
+            "/api/v1/policies/decide",
+            {
+                "subject": "admin",
+                "domain": c.objects.domain,
+                "object": f"dataset:ds-{c.objects.domain}",
+                "action": "read",
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/v1/datasets",
+        lambda c, w: [
+            Need(
+                "create",
+                f"dataset:new-{c.suffix}",
+                c.objects.domain,
+                {"classification": "internal", "owner": c.caller},
+            )
+        ],
+        lambda c, w: (
+            "/api/v1/datasets",
+            {"name": f"new-{c.suffix}", "domain": c.objects.domain, "classification": "internal"},
+        ),
+        success=201,
+    ),
+    Route(
+        "GET",
+        "/api/v1/datasets",
+        lambda c, w: [_dataset(c)],
+        lambda c, w: ("/api/v1/datasets?limit=200", None),
+        listed=lambda c, w: c.objects.dataset_id,
+    ),
+    Route(
+        "GET",
+        "/api/v1/datasets/{dataset_id}",
+        lambda c, w: [_dataset(c)],
+        lambda c, w: (f"/api/v1/datasets/{c.objects.dataset_id}", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/models",
+        lambda c, w: [
+            Need(
+                "create",
+                f"model:new-{c.suffix}",
+                c.objects.domain,
+                {"risk_tier": "medium", "owner": c.caller},
+            )
+        ],
+        lambda c, w: (
+            "/api/v1/models",
+            {
+                "name": f"new-{c.suffix}",
+                "domain": c.objects.domain,
+                "risk_tier": "medium",
+                "intended_use": "scoring",
+            },
+        ),
+        success=201,
+    ),
+    Route(
+        "GET",
+        "/api/v1/models",
+        lambda c, w: [_model(c)],
+        lambda c, w: ("/api/v1/models?limit=200", None),
+        listed=lambda c, w: c.objects.model,
+    ),
+    Route(
+        "GET",
+        "/api/v1/models/{name}",
+        lambda c, w: [_model(c)],
+        lambda c, w: (f"/api/v1/models/{c.objects.model}", None),
+    ),
+    Route(
+        "GET",
+        "/api/v1/models/{name}/versions/{version}",
+        lambda c, w: [_model(c)],
+        lambda c, w: (f"/api/v1/models/{c.objects.model}/versions/1", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/sites",
+        lambda c, w: [
+            Need(
+                "create",
+                f"site:new-{c.suffix}",
+                c.objects.domain,
+                {"residency": "DE", "owner": c.caller},
+            )
+        ],
+        lambda c, w: (
+            "/api/v1/sites",
+            {"name": f"new-{c.suffix}", "domain": c.objects.domain, "residency": "DE"},
+        ),
+        success=201,
+    ),
+    Route(
+        "GET",
+        "/api/v1/sites",
+        lambda c, w: [_site(c)],
+        lambda c, w: ("/api/v1/sites?limit=200", None),
+        listed=lambda c, w: c.objects.site_id,
+    ),
+    Route(
+        "POST",
+        "/api/v1/runs",
+        lambda c, w: [_model(c, "train"), _dataset(c)],
+        lambda c, w: (
+            "/api/v1/runs",
+            {
+                "kind": "train",
+                "target": f"model:{c.objects.model}",
+                "inputs": [f"dataset:ds-{c.objects.domain}"],
+            },
+        ),
+        success=202,
+    ),
+    Route(
+        "GET",
+        "/api/v1/runs",
+        lambda c, w: [Need("read", f"run:{c.objects.run_id}", c.objects.domain)],
+        lambda c, w: ("/api/v1/runs?limit=200", None),
+        listed=lambda c, w: c.objects.run_id,
+    ),
+    Route(
+        "GET",
+        "/api/v1/runs/{run_id}",
+        lambda c, w: [Need("read", f"run:{c.objects.run_id}", c.objects.domain)],
+        lambda c, w: (f"/api/v1/runs/{c.objects.run_id}", None),
+    ),
+    Route(
+        "GET",
+        "/api/v1/approvals",
+        lambda c, w: [Need("read", f"approval:{c.objects.approval_id}", c.objects.domain)],
+        lambda c, w: ("/api/v1/approvals?limit=200", None),
+        listed=lambda c, w: c.objects.approval_id,
+    ),
+)
+ROUTE_IDS = [f"{route.method} {route.path.removeprefix('/api/v1')}" for route in ROUTES]
+ADMIN_ROUTES = [
+    route
+    for route in ROUTES
+    if route.method == "POST"
+    and route.path.startswith(("/api/v1/principals", "/api/v1/policies"))
+    and not route.path.endswith("/decide")
+]
+DOMAIN_ROUTES = [
+    route
+    for route in ROUTES
+    if route.path.startswith(("/api/v1/datasets", "/api/v1/models", "/api/v1/sites"))
+    or route.path.startswith(("/api/v1/runs", "/api/v1/approvals", "/api/v1/policies/decide"))
+]
+
+
+def _created(response: Response) -> dict[str, Any]:
+    assert response.status_code in (201, 202), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _register(client: TestClient, domain: str) -> Objects:
+    dataset = _created(
+        client.post(
+            "/api/v1/datasets",
+            json={"name": f"ds-{domain}", "domain": domain, "classification": "internal"},
+        )
+    )
+    model = _created(
+        client.post(
+            "/api/v1/models",
+            json={
+                "name": f"model-{domain}",
+                "domain": domain,
+                "risk_tier": "medium",
+                "intended_use": "scoring",
+            },
+        )
+    )
+    site = _created(
+        client.post(
+            "/api/v1/sites", json={"name": f"site-{domain}", "domain": domain, "residency": "DE"}
+        )
+    )
+    # A promotion of a medium-risk model waits for an approval: one run and one approval.
+    run = _created(
+        client.post(
+            "/api/v1/runs",
+            json={
+                "kind": "promote",
+                "target": f"model:{model['name']}",
+                "params": {"target_stage": "staging"},
+            },
+        )
+    )
+    drain(client)
+    approvals = client.get("/api/v1/approvals", params={"limit": 200}).json()["items"]
+    (approval,) = [item for item in approvals if item["run_id"] == run["id"]]
+    return Objects(domain, dataset["id"], model["name"], site["id"], run["id"], approval["id"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    folder: Path = tmp_path_factory.mktemp("matrix")
+    settings = Settings(
+        data_dir=folder,
+        database_url=f"sqlite:///{folder / 'govplane.db'}",
+        run_worker=False,
+        worker_id="matrix",
+    )
+    admin_token = initialize(settings).admin_token
+    executors = {kind: RecordingExecutor(kind) for kind in (RunKind.TRAIN, RunKind.PROMOTE)}
+    with TestClient(create_app(settings, executors), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {admin_token}"
+        assignments = [RoleAssignment("admin", "admin", PLATFORM)]
+        tokens = {}
+        for role in ROLES:
+            for scope, domain in (("own", OWN), ("everywhere", PLATFORM)):
+                name = caller_name(role, scope)
+                principal = _created(
+                    client.post(
+                        "/api/v1/principals",
+                        json={
+                            "name": name,
+                            "kind": "user",
+                            "roles": [{"role": role, "domain": domain}],
+                            "attributes": CALLER_ATTRIBUTES,
+                        },
+                    )
+                )
+                tokens[name] = _created(
+                    client.post(f"/api/v1/principals/{principal['id']}/tokens")
+                )["token"]
+                assignments.append(RoleAssignment(name, role, domain))
+        target = _created(
+            client.post("/api/v1/principals", json={"name": "target", "kind": "user"})
+        )
+        objects = {domain: _register(client, domain) for domain in (OWN, OTHER)}
+        services = client.app.state.services  # type: ignore[attr-defined]
+        with services.db.session(write=True) as session:
+            for domain in (OWN, OTHER):
+                model_id = session.query(Model.id).filter(Model.name == f"model-{domain}").scalar()
+                session.add(ModelVersion(model_id=model_id, version=1))
+        yield World(client, tokens, objects, target["id"], CasbinReference(BUNDLE, assignments))
+
+
+def _cell(role: str, scope: str) -> tuple[str, str]:
+    return caller_name(role, scope), OTHER if scope == "other" else OWN
+
+
+def _expected(world: World, route: Route, cell: Cell) -> bool:
+    return all(
+        world.reference.decide(
+            AuthzRequest(
+                cell.caller,
+                need.domain,
+                need.object,
+                need.action,
+                {**CALLER_ATTRIBUTES, **need.attributes},
+            )
+        ).allowed
+        for need in route.needs(cell, world)
+    )
+
+
+def _call(world: World, route: Route, cell: Cell) -> Response:
+    url, body = route.call(cell, world)
+    headers = as_caller(world.client, world.tokens[cell.caller])
+    if route.method == "GET":
+        return world.client.get(url, headers=headers)
+    return world.client.post(url, json=body, headers=headers)
+
+
+def _outcome(route: Route, cell: Cell, world: World, response: Response) -> bool:
+    """Whether the API allowed the cell; anything but the two expected answers fails."""
+    if route.listed is None:
+        assert response.status_code in (route.success, 403), response.text
+        return response.status_code == route.success
+    assert response.status_code == 200, response.text
+    keys = {item[key] for item in response.json()["items"] for key in ("id", "name") if key in item}
+    return route.listed(cell, world) in keys
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+def test_each_cell_gets_the_decision_of_the_bundle(
+    world: World, route: Route, role: str, scope: str
+) -> None:
+    # Given a caller holding the role, and the objects of the cell's domain
+    caller, domain = _cell(role, scope)
+    cell = Cell(caller, world.objects[domain], f"{role.replace('_', '-')}-{scope}")
+    want = _expected(world, route, cell)
+    # When the caller calls the route
+    response = _call(world, route, cell)
+    # Then the API allows exactly what plain pycasbin decides over the default bundle
+    assert _outcome(route, cell, world, response) == want, (want, response.text)
+
+
+def test_the_matrix_covers_every_route(world: World) -> None:
+    schema = world.client.get("/openapi.json").json()
+    served = {
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        for method in item
+        # audit and lineage routes check their own access in tests/audit and tests/lineage
+        if not path.startswith(("/api/v1/audit", "/api/v1/lineage"))
+    }
+    assert served == {(route.method, route.path) for route in ROUTES}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_domain_role_never_reads_or_changes_another_domain(world: World, role: str) -> None:
+    # Given a caller whose role is held in alpha only, and beta's objects
+    cell = Cell(caller_name(role, "own"), world.objects[OTHER], f"{role.replace('_', '-')}-x")
+    for route in DOMAIN_ROUTES:
+        # When it calls any domain route on beta's objects
+        response = _call(world, route, cell)
+        # Then it is refused, and no list shows beta's objects
+        if route.listed is None:
+            assert response.status_code == 403, (route.path, response.text)
+        else:
+            assert response.status_code == 200, response.text
+            domains = {item["domain"] for item in response.json()["items"]}
+            assert OTHER not in domains, route.path
+
+
+@pytest.mark.parametrize("scope", ["own", "everywhere"])
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "admin"] + ["admin"])
+def test_only_a_platform_admin_reaches_admin_routes(world: World, role: str, scope: str) -> None:
+    cell = Cell(caller_name(role, scope), world.objects[OWN], f"{role.replace('_', '-')}-{scope}a")
+    platform_admin = role == "admin" and scope == "everywhere"
+    for route in ADMIN_ROUTES:
+        response = _call(world, route, cell)
+        want = route.success if platform_admin else 403
+        assert response.status_code == want, (route.path, response.text)
