@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -23,16 +20,8 @@ from requests import HTTPError
 from typer.testing import CliRunner
 
 from control_plane.cli import app
+from tests.conftest import GOVPLANE, govplane_serve
 from tests.lineage.events import PRODUCER, at
-
-GOVPLANE = [sys.executable, "-m", "control_plane"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -46,27 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         check=True,
         timeout=120,
     )
-    token = json.loads(init.stdout)["admin_token"]
-    port = _free_port()
-    process = subprocess.Popen(
-        [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("govplane serve did not come up")
-        yield url, token
-    finally:
-        process.terminate()
-        process.wait(30)
+    with govplane_serve(data_dir) as url:
+        yield url, json.loads(init.stdout)["admin_token"]
 
 
 @pytest.fixture(scope="module")
