@@ -1,7 +1,7 @@
 """lineage: OpenLineage events, the lineage graph and the delivery outbox
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-23 09:45:00.000000
 """
 
