@@ -28,8 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.checkpoints import Checkpoint, CheckpointSigner, verify_signature
