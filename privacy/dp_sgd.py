@@ -10,6 +10,7 @@ returned as evidence next to what the engine's own accountant says.
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -20,7 +21,14 @@ from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import (
     GradSampleModuleFastGradientClipping,
 )
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from privacy.accounting import Mechanism, StepSegment, epsilon_spent, noise_for_epsilon
 
@@ -78,7 +86,8 @@ class DpSgdPlan:
 
 @dataclass(frozen=True)
 class DpSgdEvidence:
-    """What a DP-SGD run did and spent, recomputed from its steps."""
+    """What a DP-SGD run did and spent, recomputed from its steps, and how long its steps took
+    (``train_seconds``: the training loop, without setup and accounting)."""
 
     epsilon: float
     engine_epsilon: float
@@ -92,6 +101,7 @@ class DpSgdEvidence:
     grad_sample_mode: GradSampleMode
     poisson_sampling: bool
     secure_rng: bool
+    train_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serializable evidence."""
@@ -132,6 +142,25 @@ def check_poisson_compatible(loader: DataLoader[Any]) -> None:
         raise SamplingError("a RandomSampler with replacement or num_samples breaks Poisson")
 
 
+class TensorRows(TensorDataset):
+    """A :class:`TensorDataset` that fetches a whole batch with one index per tensor."""
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, ...]]:
+        return [tuple(tensor[indices] for tensor in self.tensors)] if indices else []
+
+
+def _fetched_batch(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    return batch[0]
+
+
+def batch_loader(data: Dataset[Any], batch_size: int, shuffle: bool = False) -> DataLoader[Any]:
+    """A loader of ``data``; tensors are fetched a batch at a time instead of row by row."""
+    if isinstance(data, TensorDataset):
+        rows = TensorRows(*data.tensors)
+        return DataLoader(rows, batch_size, shuffle=shuffle, collate_fn=_fetched_batch)
+    return DataLoader(data, batch_size, shuffle=shuffle)
+
+
 def train_dp_sgd(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -154,9 +183,8 @@ def train_dp_sgd(
     """
     if isinstance(data, DataLoader):
         check_poisson_compatible(data)
-        loader = DataLoader(data.dataset, batch_size=plan.batch_size)
-    else:
-        loader = DataLoader(data, batch_size=plan.batch_size)
+        data = data.dataset
+    loader = batch_loader(data, plan.batch_size)
     if getattr(criterion, "reduction", "mean") != "mean":
         raise ValueError("the loss must average over the batch (reduction='mean')")
     if plan.production and importlib.util.find_spec("torchcsprng") is None:
@@ -193,6 +221,7 @@ def train_dp_sgd(
         private_model, private_optimizer, private_loader = private
         private_criterion = criterion
     taken = 0
+    started = time.perf_counter()
     private_model.train()
     with warnings.catch_warnings():
         # Ghost clipping's hooks fire on module outputs when inputs need no gradient, as here.
@@ -204,6 +233,7 @@ def train_dp_sgd(
                 loss.backward()
                 private_optimizer.step()
                 taken += 1
+    train_seconds = time.perf_counter() - started
     history = [StepSegment(noise, sample_rate, taken)]
     return DpSgdEvidence(
         epsilon=epsilon_spent(history, plan.delta, plan.accountant),
@@ -218,4 +248,5 @@ def train_dp_sgd(
         grad_sample_mode=mode,
         poisson_sampling=True,
         secure_rng=plan.production,
+        train_seconds=train_seconds,
     )

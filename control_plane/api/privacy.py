@@ -65,6 +65,7 @@ class Amounts(ResponseModel):
 class BudgetOut(ResponseModel):
     dataset_id: str
     classification: str
+    dp_allowed: bool
     max_epsilon_per_run: float
     epsilon: Amounts
     delta: Amounts
@@ -93,15 +94,16 @@ def _budget(statement: BudgetStatement) -> BudgetOut:
     return BudgetOut(
         dataset_id=statement.dataset_id,
         classification=statement.classification,
-        max_epsilon_per_run=budget.max_epsilon_per_run,
+        dp_allowed=budget is not None,
+        max_epsilon_per_run=budget.max_epsilon_per_run if budget else 0.0,
         epsilon=Amounts(
-            budget=budget.epsilon,
+            budget=budget.epsilon if budget else 0.0,
             spent=statement.epsilon_spent,
             reserved=statement.epsilon_reserved,
             left=statement.epsilon_left,
         ),
         delta=Amounts(
-            budget=budget.delta,
+            budget=budget.delta if budget else 0.0,
             spent=statement.delta_spent,
             reserved=statement.delta_reserved,
             left=statement.delta_left,

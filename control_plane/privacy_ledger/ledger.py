@@ -45,19 +45,12 @@ class LedgerState(StrEnum):
     RELEASED = "released"
 
 
-def budget_for(bundle: PolicyBundle, dataset: Dataset) -> PrivacyBudget:
-    """The dataset's budget: its classification's DP limits, lowered to its own budget.
-
-    Raises:
-        InvalidInputError: the classification does not allow differential privacy.
-    """
+def budget_for(bundle: PolicyBundle, dataset: Dataset) -> PrivacyBudget | None:
+    """The dataset's budget: its classification's DP limits, lowered to its own budget; None
+    when ``privacy.yaml`` allows no dp on its classification."""
     rule = bundle.privacy.classifications[dataset.classification]  # type: ignore[index]
     if rule.dp is None:
-        raise InvalidInputError(
-            f"privacy.yaml allows no dp on {dataset.classification} data "
-            f"(modes: {', '.join(rule.modes)}), so dataset {dataset.id} has no privacy budget",
-            rule=f"privacy.yaml:classifications.{dataset.classification}",
-        )
+        return None
     limits = PrivacyBudget(rule.dp.total_epsilon, rule.dp.delta, rule.dp.max_epsilon_per_run)
     return limits.stricter(dataset.epsilon_budget, dataset.delta_budget)
 
@@ -68,7 +61,7 @@ class BudgetStatement:
 
     dataset_id: str
     classification: str
-    budget: PrivacyBudget
+    budget: PrivacyBudget | None
     epsilon_spent: float
     delta_spent: float
     epsilon_reserved: float
@@ -78,12 +71,14 @@ class BudgetStatement:
     @property
     def epsilon_left(self) -> float:
         """Epsilon that new reservations may still take."""
-        return max(0.0, self.budget.epsilon - self.epsilon_spent - self.epsilon_reserved)
+        total = self.budget.epsilon if self.budget else 0.0
+        return max(0.0, total - self.epsilon_spent - self.epsilon_reserved)
 
     @property
     def delta_left(self) -> float:
         """Delta that new reservations may still take."""
-        return max(0.0, self.budget.delta - self.delta_spent - self.delta_reserved)
+        total = self.budget.delta if self.budget else 0.0
+        return max(0.0, total - self.delta_spent - self.delta_reserved)
 
 
 class PrivacyLedger:
@@ -121,6 +116,12 @@ class PrivacyLedger:
         if run.state not in _UNFINISHED:
             raise ConflictError(f"run {run_id} is {run.state}; only an unfinished run reserves")
         budget = budget_for(_bundle(session), dataset)
+        if budget is None:
+            raise InvalidInputError(
+                f"privacy.yaml allows no dp on {dataset.classification} data, so dataset "
+                f"{dataset_id} has no privacy budget",
+                rule=f"privacy.yaml:classifications.{dataset.classification}",
+            )
         if epsilon <= 0 or not 0 < delta < 1:
             raise InvalidInputError("a reservation needs epsilon > 0 and 0 < delta < 1")
         if epsilon > budget.max_epsilon_per_run:

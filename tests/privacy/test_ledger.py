@@ -173,10 +173,15 @@ def test_delta_is_a_budget_too(client: TestClient) -> None:
 def test_data_without_dp_has_no_budget(client: TestClient) -> None:
     # Given restricted data, which privacy.yaml allows only federated training on
     dataset_id = _dataset(client, "patients", "restricted")
-    # When its budget is read, the refusal names the rule
-    response = client.get(f"/api/v1/privacy/budgets/{dataset_id}")
-    assert response.status_code == 422
-    assert response.json()["rule"] == "privacy.yaml:classifications.restricted"
+    run_id = _run(client, "patients")
+    # When its budget is read, and a run tries to reserve on it
+    budget = _budget(client, dataset_id)
+    # Then the budget is empty and the reservation is refused, naming the rule
+    assert budget["dp_allowed"] is False
+    assert budget["epsilon"] == {"budget": 0.0, "spent": 0.0, "reserved": 0.0, "left": 0.0}
+    with pytest.raises(InvalidInputError, match="allows no dp on restricted data") as refused:
+        _reserve(client, dataset_id, run_id, 1.0, 1e-7)
+    assert refused.value.extensions["rule"] == "privacy.yaml:classifications.restricted"
 
 
 def test_concurrent_reservations_never_exceed_the_budget(client: TestClient) -> None:
