@@ -174,7 +174,8 @@ def train_dp_sgd(
         model: the model; its parameters are updated in place.
         optimizer: an optimizer over ``model``'s parameters.
         criterion: the loss, with mean reduction.
-        data: a map-style dataset of (features, label), or a DataLoader over one.
+        data: a map-style dataset of (features, label), or a DataLoader over one (its
+            dataset is sampled anew, Poisson, at the plan's expected batch size).
         plan: clipping, noise, delta, epochs, expected batch size, accountant.
 
     Raises:
