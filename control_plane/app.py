@@ -20,6 +20,7 @@ from control_plane.api import (
     models,
     policies,
     principals,
+    privacy,
     runs,
     sites,
 )
@@ -31,6 +32,7 @@ from control_plane.errors import install_problem_handlers, problem_responses
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
 from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore, LineageWriter
+from control_plane.privacy_ledger import LedgerSettlement, PrivacyLedger
 from control_plane.runs import Executor, RunEngine, RunKind, RunWorker, TransitionRecorder
 from control_plane.runs.policy_change import PolicyChangeExecutor
 from control_plane.settings import Settings
@@ -57,10 +59,16 @@ def build_services(
     db = Database(settings.sqlalchemy_url)
     trail = AuditLog(db, load_audit_keys(settings))
     lineage_store = LineageStore(tuple(settings.lineage_destinations))
+    ledger = PrivacyLedger(trail)
     engine = RunEngine(
         db,
         {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db, trail), **(executors or {})},
-        [RunTransitionAudit(trail), LineageRecorder(lineage_store), *recorders],
+        [
+            RunTransitionAudit(trail),
+            LedgerSettlement(ledger),
+            LineageRecorder(lineage_store),
+            *recorders,
+        ],
         timedelta(seconds=settings.run_lease_seconds),
     )
     worker = (
@@ -104,6 +112,7 @@ def build_services(
         trail,
         LineageWriter(db, lineage_store),
         deliverer,
+        ledger,
     )
 
 
@@ -144,7 +153,18 @@ def create_app(
     install_problem_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health.router)
-    for module in (principals, policies, datasets, models, sites, runs, approvals, audit, lineage):
+    for module in (
+        principals,
+        policies,
+        datasets,
+        models,
+        sites,
+        runs,
+        approvals,
+        audit,
+        lineage,
+        privacy,
+    ):
         api.include_router(module.router, responses=RESOURCE_PROBLEMS)
     app.include_router(api)
     registry = CollectorRegistry()

@@ -16,6 +16,7 @@ from control_plane.errors import UnauthenticatedError
 from control_plane.identity.oidc import InvalidTokenError, OidcVerifier
 from control_plane.identity.tokens import TOKEN_PREFIX, principal_for_token
 from control_plane.lineage import LineageDeliverer, LineageWriter
+from control_plane.privacy_ledger import PrivacyLedger
 from control_plane.runs import RunEngine, RunWorker
 from control_plane.settings import Settings
 from control_plane.store import Database, new_id
@@ -35,6 +36,7 @@ class Services:
     audit: AuditLog
     lineage_writer: LineageWriter
     lineage_deliverer: LineageDeliverer | None
+    privacy_ledger: PrivacyLedger
 
 
 def get_services(request: Request) -> Services:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pandas
 import pyarrow as pa
 
@@ -46,3 +48,19 @@ def read_adult(path: Path | None = None) -> pa.Table:
         skip_blank_lines=True,
     )
     return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+
+
+ADULT_NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+ADULT_CATEGORICAL = ("workclass", "marital-status", "occupation", "relationship", "race", "sex")
+
+
+def adult_features(table: pa.Table) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Model inputs from Adult: standardized numeric columns and one-hot categories, and the
+    label (1 for ``>50K``). A missing category is all zeros."""
+    frame = table.to_pandas()
+    numeric = frame[list(ADULT_NUMERIC)].astype("float64")
+    numeric = (numeric - numeric.mean()) / numeric.std()
+    categories = pandas.get_dummies(frame[list(ADULT_CATEGORICAL)], dtype="float64")
+    features = pandas.concat([numeric, categories], axis=1).to_numpy(dtype=np.float32)
+    labels = (frame[ADULT_LABEL] == ">50K").to_numpy(dtype=np.int64)
+    return features, labels

@@ -361,3 +361,42 @@ class LineageOutbox(Base):
     lease_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+
+
+class PrivacyBudgetRow(Base):
+    """A dataset's running privacy spend, in integer units so sums never drift.
+
+    Epsilon is counted in nano-epsilons and delta in femto-deltas (``privacy.budget``). A
+    reservation is a single conditional ``UPDATE`` of this row, so concurrent reservations on
+    any number of replicas can never exceed the budget.
+    """
+
+    __tablename__ = "privacy_budgets"
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    epsilon_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    epsilon_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PrivacyLedgerEntry(Base):
+    """One run's reservation on one dataset's budget, and how it was settled."""
+
+    __tablename__ = "privacy_ledger"
+    __table_args__ = (UniqueConstraint("dataset_id", "run_id"),)
+    id: Mapped[str] = _id()
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("privacy_budgets.dataset_id", ondelete="CASCADE"), index=True
+    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    epsilon_reserved: Mapped[int] = mapped_column(BigInteger)
+    delta_reserved: Mapped[int] = mapped_column(BigInteger)
+    epsilon_spent: Mapped[int | None] = mapped_column(BigInteger)
+    delta_spent: Mapped[int | None] = mapped_column(BigInteger)
+    accountant: Mapped[str | None] = mapped_column(String(16))
+    reserved_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+    settled_at: Mapped[datetime | None]

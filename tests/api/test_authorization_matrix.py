@@ -18,7 +18,7 @@ admin reaches the admin routes; a client cannot set server-owned fields (mass as
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,40 @@ def _model(cell: Cell, action: str = "read") -> Need:
 def _site(cell: Cell) -> Need:
     attributes = {"residency": "DE", "owner": "admin"}
     return Need("read", f"site:site-{cell.objects.domain}", cell.objects.domain, attributes)
+
+
+def _budget(cell: Cell) -> Need:
+    attributes = {"classification": "internal", "owner": "admin"}
+    return Need("read", f"privacy_budget:ds-{cell.objects.domain}", cell.objects.domain, attributes)
+
+
+def _fresh_run(cell: Cell, world: World) -> str:
+    """A new pending training run on the cell's dataset, submitted by the admin."""
+    run = _created(
+        world.client.post(
+            "/api/v1/runs",
+            json={
+                "kind": "train",
+                "target": f"model:{cell.objects.model}",
+                "inputs": [f"dataset:ds-{cell.objects.domain}"],
+            },
+        )
+    )
+    run_id: str = run["id"]
+    return run_id
+
+
+def _reservation(cell: Cell, world: World, verb: str) -> tuple[str, dict[str, Any] | None]:
+    """A reservation the cell's caller holds on a fresh run, and the route settling it."""
+    run_id = _fresh_run(cell, world)
+    services = world.client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session(write=True) as session:
+        services.privacy_ledger.reserve(
+            session, cell.objects.dataset_id, run_id, 0.01, 1e-9, cell.caller
+        )
+    path = f"/api/v1/privacy/budgets/{cell.objects.dataset_id}/reservations/{run_id}/{verb}"
+    spend = {"epsilon": 0.005, "delta": 1e-9, "accountant": "rdp"}
+    return path, spend if verb == "commit" else None
 
 
 def _proposal(cell: Cell) -> dict[str, str]:
@@ -329,6 +363,37 @@ ROUTES = (
         listed=lambda c, w: c.objects.approval_id,
     ),
 )
+PRIVACY_ROUTES = (
+    Route(
+        "GET",
+        "/api/v1/privacy/budgets/{dataset_id}",
+        lambda c, w: [_dataset(c), _budget(c)],
+        lambda c, w: (f"/api/v1/privacy/budgets/{c.objects.dataset_id}", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/privacy/budgets/{dataset_id}/reservations",
+        lambda c, w: [_dataset(c), replace(_dataset(c), action="train")],
+        lambda c, w: (
+            f"/api/v1/privacy/budgets/{c.objects.dataset_id}/reservations",
+            {"run_id": _fresh_run(c, w), "epsilon": 0.01, "delta": 1e-9},
+        ),
+        success=201,
+    ),
+    Route(
+        "POST",
+        "/api/v1/privacy/budgets/{dataset_id}/reservations/{run_id}/commit",
+        lambda c, w: [_dataset(c), replace(_dataset(c), action="train")],
+        lambda c, w: _reservation(c, w, "commit"),
+    ),
+    Route(
+        "POST",
+        "/api/v1/privacy/budgets/{dataset_id}/reservations/{run_id}/release",
+        lambda c, w: [_dataset(c), replace(_dataset(c), action="train")],
+        lambda c, w: _reservation(c, w, "release"),
+    ),
+)
+ROUTES = (*ROUTES, *PRIVACY_ROUTES)
 ROUTE_IDS = [f"{route.method} {route.path.removeprefix('/api/v1')}" for route in ROUTES]
 ADMIN_ROUTES = [
     route
@@ -342,6 +407,7 @@ DOMAIN_ROUTES = [
     for route in ROUTES
     if route.path.startswith(("/api/v1/datasets", "/api/v1/models", "/api/v1/sites"))
     or route.path.startswith(("/api/v1/runs", "/api/v1/approvals", "/api/v1/policies/decide"))
+    or route.path.startswith("/api/v1/privacy")
 ]
 
 

@@ -7,10 +7,7 @@ carry must leave exactly one active bundle.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +18,7 @@ import httpx
 import pytest
 
 from policies import DEFAULT_BUNDLE_DIR
-from tests.conftest import GOVPLANE, govplane_serve
+from tests.races.conftest import serving_replicas
 
 RUNS = 40
 POLICY_CHANGE_WITHOUT_APPROVAL = "policy_change:\n  approvers: 0\n"
@@ -44,32 +41,12 @@ def _bundle(folder: Path) -> Path:
 @pytest.fixture
 def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[list[str], str, Path]]:
     """Two replicas with fast-polling workers; yields their URLs, an admin token, the bundle."""
-    # Replicas share the store and the audit keys that `init` writes into the first data dir
-    env = {
-        "GOVPLANE_DATABASE_URL": database_url,
-        "GOVPLANE_WORKER_POLL_SECONDS": "0.05",
-        "GOVPLANE_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "a" / "audit-signing-key.pem"),
-        "GOVPLANE_AUDIT_HMAC_KEY_FILE": str(tmp_path / "a" / "audit-hmac.key"),
-    }
     bundle = _bundle(tmp_path / "bundle")
-    init = subprocess.run(
-        [*GOVPLANE, "init", "--data-dir", str(tmp_path / "a"), "--json", "--bundle", str(bundle)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    token = json.loads(init.stdout)["admin_token"]
-    logs = [tmp_path / "replica-a.log", tmp_path / "replica-b.log"]
-    with (
-        govplane_serve(tmp_path / "a", {**env, "GOVPLANE_WORKER_ID": "replica-a"}, logs[0]) as a,
-        govplane_serve(tmp_path / "b", {**env, "GOVPLANE_WORKER_ID": "replica-b"}, logs[1]) as b,
-    ):
-        yield [a, b], token, bundle
-    # A run executed twice would fail its second recording (a finished run cannot move again)
-    for log in logs:
-        assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+    env = {"GOVPLANE_WORKER_POLL_SECONDS": "0.05"}
+    # A run executed twice would fail its second recording (a finished run cannot move again),
+    # which the replicas' logs would show as a traceback
+    with serving_replicas(tmp_path, database_url, bundle, env) as (urls, token):
+        yield urls, token, bundle
 
 
 def _propose(url: str, token: str, bundle: Path, index: int) -> str:

@@ -1,0 +1,56 @@
+"""Real ``govplane serve`` replicas (separate OS processes) on one PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import GOVPLANE, govplane_serve
+
+
+@contextmanager
+def serving_replicas(
+    tmp_path: Path, database_url: str, bundle: Path | None, env: Mapping[str, str]
+) -> Iterator[tuple[list[str], str]]:
+    """``govplane init`` once, then two replicas (``replica-a``, ``replica-b``); yields their
+    URLs and the admin token. After they stop, neither log may show a traceback.
+
+    Args:
+        bundle: the bundle to initialize with (the default one when None).
+        env: ``GOVPLANE_*`` settings of both replicas, on top of the shared store and keys.
+    """
+    # Replicas share the store and the audit keys that `init` writes into the first data dir
+    shared = {
+        "GOVPLANE_DATABASE_URL": database_url,
+        "GOVPLANE_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "a" / "audit-signing-key.pem"),
+        "GOVPLANE_AUDIT_HMAC_KEY_FILE": str(tmp_path / "a" / "audit-hmac.key"),
+        **env,
+    }
+    init = subprocess.run(
+        [
+            *GOVPLANE,
+            "init",
+            "--data-dir",
+            str(tmp_path / "a"),
+            "--json",
+            *(["--bundle", str(bundle)] if bundle is not None else []),
+        ],
+        env={**os.environ, **shared},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    token = json.loads(init.stdout)["admin_token"]
+    logs = [tmp_path / "replica-a.log", tmp_path / "replica-b.log"]
+    with (
+        govplane_serve(tmp_path / "a", {**shared, "GOVPLANE_WORKER_ID": "replica-a"}, logs[0]) as a,
+        govplane_serve(tmp_path / "b", {**shared, "GOVPLANE_WORKER_ID": "replica-b"}, logs[1]) as b,
+    ):
+        yield [a, b], token
+    for log in logs:
+        assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
