@@ -22,10 +22,8 @@ import gc
 import hashlib
 import json
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +41,7 @@ import httpx
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from control_plane.bootstrap import initialize  # noqa: E402
+from control_plane.launcher import serve  # noqa: E402
 from control_plane.lineage import StoredGraph  # noqa: E402
 from control_plane.settings import Settings  # noqa: E402
 from control_plane.store import Database  # noqa: E402
@@ -256,31 +255,8 @@ def main() -> int:
     gc.collect()
     gc.freeze()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "control_plane",
-            "serve",
-            "--data-dir",
-            str(settings.data_dir),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serve(settings.data_dir) as server:
+        url = server.url
         events = [_event(i) for i in range(2 * args.events)]
         raw = raw_sqlite_rate(events[: args.events], work / "raw.db")
         health = http_rate(url, token, "/api/v1/health", None, args.events, args.clients)
@@ -355,9 +331,6 @@ def main() -> int:
             return 1
         print("\nevery answer matches the plain BFS")
         return 0
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@ carry must leave exactly one active bundle.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from control_plane.launcher import init_data_dir
 from policies import DEFAULT_BUNDLE_DIR
-from tests.conftest import GOVPLANE, govplane_serve
+from tests.conftest import govplane_serve
 
 RUNS = 40
 POLICY_CHANGE_WITHOUT_APPROVAL = "policy_change:\n  approvers: 0\n"
@@ -52,15 +50,7 @@ def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[list[str], str
         "GOVPLANE_AUDIT_HMAC_KEY_FILE": str(tmp_path / "a" / "audit-hmac.key"),
     }
     bundle = _bundle(tmp_path / "bundle")
-    init = subprocess.run(
-        [*GOVPLANE, "init", "--data-dir", str(tmp_path / "a"), "--json", "--bundle", str(bundle)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    token = json.loads(init.stdout)["admin_token"]
+    token = init_data_dir(tmp_path / "a", env, "--bundle", str(bundle))
     logs = [tmp_path / "replica-a.log", tmp_path / "replica-b.log"]
     with (
         govplane_serve(tmp_path / "a", {**env, "GOVPLANE_WORKER_ID": "replica-a"}, logs[0]) as a,
