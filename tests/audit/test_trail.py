@@ -488,6 +488,7 @@ def test_a_record_appended_behind_the_logs_back_is_found(
         ("/api/v1/audit/proofs/consistency", {"first": "5", "second": "2"}),
         ("/api/v1/audit/events", {"limit": "100000"}),
         ("/api/v1/audit/events", {"run_id": "x' OR 1=1 --"}),
+        ("/api/v1/audit/events", {"action": "\x00"}),
     ],
 )
 def test_malformed_audit_queries_get_a_precise_422(
