@@ -178,8 +178,14 @@ def _lineage_write(cell: Cell) -> Need:
     return Need("write", f"lineage:{job}", cell.objects.domain)
 
 
-def _lineage_read(cell: Cell) -> Need:
-    return Need("read", f"lineage:{cell.objects.lineage_node}", cell.objects.domain)
+def _lineage_query(path: str) -> Route:
+    """A lineage query from the cell's domain's node: it needs to read that node."""
+    return Route(
+        "GET",
+        f"/api/v1/lineage/{path}",
+        lambda c, w: [Need("read", f"lineage:{c.objects.lineage_node}", c.objects.domain)],
+        lambda c, w: (f"/api/v1/lineage/{path}?node={c.objects.lineage_node}", None),
+    )
 
 
 ROUTES = (
@@ -347,18 +353,8 @@ ROUTES = (
         lambda c, w: (f"/api/v1/lineage/batch?domain={c.objects.domain}", [_job_event(c)]),
         success=201,
     ),
-    Route(
-        "GET",
-        "/api/v1/lineage/graph",
-        lambda c, w: [_lineage_read(c)],
-        lambda c, w: (f"/api/v1/lineage/graph?node={c.objects.lineage_node}", None),
-    ),
-    Route(
-        "GET",
-        "/api/v1/lineage/impact",
-        lambda c, w: [_lineage_read(c)],
-        lambda c, w: (f"/api/v1/lineage/impact?node={c.objects.lineage_node}", None),
-    ),
+    _lineage_query("graph"),
+    _lineage_query("impact"),
 )
 ROUTE_IDS = [f"{route.method} {route.path.removeprefix('/api/v1')}" for route in ROUTES]
 ADMIN_ROUTES = [
