@@ -9,11 +9,7 @@ the same server at the same rate: the raw limit of the HTTP stack on this machin
 from __future__ import annotations
 
 import argparse
-import json
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,40 +19,9 @@ from pathlib import Path
 import httpx
 from _rows import emit, row
 
-GOVPLANE = [sys.executable, "-m", "control_plane"]
+from control_plane.launcher import init_data_dir, serve
+
 P99_GOAL_MS = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    init = subprocess.run(
-        [*GOVPLANE, "init", "--data-dir", str(data_dir), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    token = json.loads(init.stdout)["admin_token"]
-    port = _free_port()
-    process = subprocess.Popen(
-        [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                return process, url, token
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("govplane serve did not start")
 
 
 def _open_loop(
@@ -102,8 +67,8 @@ def _summary(latencies: list[float]) -> tuple[float, float]:
 def measure(rate: float = 200.0, seconds: float = 10.0, workers: int = 8) -> dict[str, float]:
     """Run both loads against one server; returns p50/p99 (ms) of each."""
     with tempfile.TemporaryDirectory() as tmp:
-        process, url, token = _start_server(Path(tmp) / "data")
-        headers = {"Authorization": f"Bearer {token}"}
+        data_dir = Path(tmp) / "data"
+        token = init_data_dir(data_dir)
         body = {
             "subject": "admin",
             "domain": "retail",
@@ -111,7 +76,9 @@ def measure(rate: float = 200.0, seconds: float = 10.0, workers: int = 8) -> dic
             "action": "read",
             "attributes": {"classification": "internal"},
         }
-        try:
+        headers = {"Authorization": f"Bearer {token}"}
+        with serve(data_dir) as server:
+            url = server.url
             decide = _open_loop(
                 lambda c: c.post(f"{url}/api/v1/policies/decide", json=body, headers=headers),
                 rate,
@@ -119,9 +86,6 @@ def measure(rate: float = 200.0, seconds: float = 10.0, workers: int = 8) -> dic
                 workers,
             )
             health = _open_loop(lambda c: c.get(f"{url}/api/v1/health"), rate, seconds, workers)
-        finally:
-            process.terminate()
-            process.wait(30)
     decide_p50, decide_p99 = _summary(decide)
     health_p50, health_p99 = _summary(health)
     return {

@@ -22,10 +22,8 @@ import gc
 import hashlib
 import json
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _rows import emit, row
 
 # Run as a script, this file's folder is first on sys.path and its name would shadow the lineage
 # package: look in the repository root instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from control_plane.bootstrap import initialize  # noqa: E402
+from control_plane.launcher import serve  # noqa: E402
 from control_plane.lineage import StoredGraph  # noqa: E402
 from control_plane.settings import Settings  # noqa: E402
 from control_plane.store import Database  # noqa: E402
@@ -242,6 +242,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=100_000)
     parser.add_argument("--fan-in", type=int, default=3)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--json", action="store_true", help="end with the rows as JSON")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="govplane-bench-lineage-"))
     settings = Settings(data_dir=work / "data")
@@ -256,31 +257,8 @@ def main() -> int:
     gc.collect()
     gc.freeze()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "control_plane",
-            "serve",
-            "--data-dir",
-            str(settings.data_dir),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serve(settings.data_dir) as server:
+        url = server.url
         events = [_event(i) for i in range(2 * args.events)]
         raw = raw_sqlite_rate(events[: args.events], work / "raw.db")
         health = http_rate(url, token, "/api/v1/health", None, args.events, args.clients)
@@ -309,7 +287,7 @@ def main() -> int:
             f"dataset:lake:l{rng.randrange(layers // 2, layers)}_{rng.randrange(500)}"
             for _ in range(args.queries)
         ]
-        plain, library, http = [], [], []
+        plain, library, http, health_latency = [], [], [], []
         sizes = []
         mismatches = 0
         db = Database(settings.sqlalchemy_url)
@@ -332,6 +310,7 @@ def main() -> int:
                     )
                 )
                 http.append(took)
+                health_latency.append(_timed(lambda: client.get("/api/v1/health"))[0])
                 got = {n.ref.id for n in found.nodes}
                 over_http = {n["id"] for n in response.json()["nodes"]}
                 mismatches += got != want or over_http != want
@@ -345,6 +324,7 @@ def main() -> int:
             ("govplane GET /lineage/graph (HTTP)", http),
             ("lineage.traverse on the store", library),
             ("plain in-memory BFS (dict)", plain),
+            ("GET /health, same client, same loop", health_latency),
         ):
             print(
                 f"  {name:<36}: p50 {_percentile(values, 0.5):8.2f} ms   "
@@ -354,10 +334,46 @@ def main() -> int:
             print(f"\nFAIL: {mismatches} answers differ from the plain BFS")
             return 1
         print("\nevery answer matches the plain BFS")
+        if args.json:
+            http_p99, health_p99 = _percentile(http, 0.99), _percentile(health_latency, 0.99)
+            library_p99 = _percentile(library, 0.99)
+            emit(
+                [
+                    row(
+                        "POST /lineage, 1 event/request",
+                        one,
+                        "events/s",
+                        health,
+                        "GET /health",
+                        ">= 1000 events/s",
+                        one >= 1000,
+                    ),
+                    row(
+                        f"POST /lineage/batch, {args.batch}/request",
+                        batched,
+                        "events/s",
+                        raw,
+                        "raw sqlite3, 1 txn/event",
+                    ),
+                    row(
+                        "GET /lineage/graph depth 10 p99",
+                        http_p99,
+                        "ms",
+                        health_p99,
+                        "GET /health",
+                        "p99 < 100 ms",
+                        http_p99 < 100,
+                    ),
+                    row(
+                        "lineage.traverse depth 10 p99",
+                        library_p99,
+                        "ms",
+                        _percentile(plain, 0.99),
+                        "plain in-memory BFS",
+                    ),
+                ]
+            )
         return 0
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 if __name__ == "__main__":

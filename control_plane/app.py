@@ -25,7 +25,12 @@ from control_plane.api import (
     sites,
 )
 from control_plane.api.deps import Services
-from control_plane.audit_trail import AuditLog, RunTransitionAudit, load_audit_keys
+from control_plane.audit_trail import (
+    AuditLog,
+    CheckpointCadence,
+    RunTransitionAudit,
+    load_audit_keys,
+)
 from control_plane.authorization import Authorization
 from control_plane.body_limit import BodyLimit
 from control_plane.errors import install_problem_handlers, problem_responses
@@ -57,7 +62,10 @@ def build_services(
         recorders: what else records each run transition, after the audit trail.
     """
     db = Database(settings.sqlalchemy_url)
-    trail = AuditLog(db, load_audit_keys(settings))
+    cadence = CheckpointCadence(
+        settings.audit_checkpoint_seconds, settings.audit_checkpoint_records
+    )
+    trail = AuditLog(db, load_audit_keys(settings), cadence)
     lineage_store = LineageStore(tuple(settings.lineage_destinations))
     ledger = PrivacyLedger(trail)
     engine = RunEngine(

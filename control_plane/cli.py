@@ -428,11 +428,7 @@ AsOfOpt = Annotated[
 ]
 
 
-def _lineage_graph(
-    node: str, direction: str, depth: int, as_of: str | None, url: str, token: str, as_json: bool
-) -> None:
-    params = {"node": node, "direction": direction, "depth": depth, "as_of": as_of}
-    graph = _call(url, token, "GET", "/lineage/graph", params=params)
+def _graph_lines(node: str, direction: str, depth: int, graph: dict[str, Any]) -> list[str]:
     lines = [f"{direction} of {node} (depth {depth}): {len(graph['nodes'])} nodes"]
     lines += [f"  {n['type']:<10} {n['id']}" for n in graph["nodes"] if n["id"] != node]
     lines += [
@@ -441,55 +437,55 @@ def _lineage_graph(
         + f"]-> {e['target']}"
         for e in graph["edges"]
     ]
-    if graph["truncated"]:
-        lines.append("  (truncated: the node limit was reached)")
-    if graph["hidden"]:
-        lines.append(f"  ({graph['hidden']} nodes hidden: not readable by this caller)")
-    _emit(graph, as_json, "\n".join(lines))
+    return lines
 
 
-@lineage_app.command("upstream")
-def lineage_upstream(
-    node: NodeArg,
-    token: Token,
-    depth: DepthOpt = 10,
-    as_of: AsOfOpt = None,
-    url: Url = DEFAULT_URL,
-    as_json: JsonOut = False,
-) -> None:
-    """What a node comes from: its inputs, their producers, and so on."""
-    _lineage_graph(node, "upstream", depth, as_of, url, token, as_json)
-
-
-@lineage_app.command("downstream")
-def lineage_downstream(
-    node: NodeArg,
-    token: Token,
-    depth: DepthOpt = 10,
-    as_of: AsOfOpt = None,
-    url: Url = DEFAULT_URL,
-    as_json: JsonOut = False,
-) -> None:
-    """What a node feeds: the jobs that read it, what they write, and so on."""
-    _lineage_graph(node, "downstream", depth, as_of, url, token, as_json)
-
-
-@lineage_app.command("impact")
-def lineage_impact(
-    node: NodeArg,
-    token: Token,
-    depth: DepthOpt = 10,
-    as_of: AsOfOpt = None,
-    url: Url = DEFAULT_URL,
-    as_json: JsonOut = False,
-) -> None:
-    """Everything affected by a node: downstream datasets, jobs, models and deployments."""
-    params = {"node": node, "depth": depth, "as_of": as_of}
-    found = _call(url, token, "GET", "/lineage/impact", params=params)
+def _impact_lines(node: str, depth: int, found: dict[str, Any]) -> list[str]:
     lines = [f"impact of {node} (depth {depth}):"]
     for kind in ("datasets", "jobs", "models", "deployments"):
         lines.append(f"  {kind}: {len(found[kind])}")
         lines += [f"    {item}" for item in found[kind]]
+    return lines
+
+
+def _lineage_query(
+    query: str, node: str, depth: int, as_of: str | None, url: str, token: str, as_json: bool
+) -> None:
+    """Ask the server for ``impact`` or a graph in direction ``query``, and print it."""
+    params: dict[str, Any] = {"node": node, "depth": depth, "as_of": as_of}
+    if query == "impact":
+        found = _call(url, token, "GET", "/lineage/impact", params=params)
+        lines = _impact_lines(node, depth, found)
+    else:
+        found = _call(url, token, "GET", "/lineage/graph", params={**params, "direction": query})
+        lines = _graph_lines(node, query, depth, found)
     if found["truncated"]:
         lines.append("  (truncated: the node limit was reached)")
+    if found["hidden"]:
+        lines.append(f"  ({found['hidden']} nodes hidden: not readable by this caller)")
     _emit(found, as_json, "\n".join(lines))
+
+
+def _lineage_command(query: str, summary: str) -> None:
+    """Register ``govplane lineage QUERY NODE``."""
+
+    def command(
+        node: NodeArg,
+        token: Token,
+        depth: DepthOpt = 10,
+        as_of: AsOfOpt = None,
+        url: Url = DEFAULT_URL,
+        as_json: JsonOut = False,
+    ) -> None:
+        _lineage_query(query, node, depth, as_of, url, token, as_json)
+
+    command.__doc__ = summary
+    lineage_app.command(query)(command)
+
+
+for _query, _summary in (
+    ("upstream", "What a node comes from: its inputs, their producers, and so on."),
+    ("downstream", "What a node feeds: the jobs that read it, what they write, and so on."),
+    ("impact", "Everything affected by a node: downstream datasets, jobs, models and deployments."),
+):
+    _lineage_command(_query, _summary)

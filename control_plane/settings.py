@@ -47,6 +47,17 @@ class Settings(BaseSettings):
         default=None,
         description="Key that redacts secrets in the audit trail; default: in the data directory.",
     )
+    audit_checkpoint_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="Sign a new audit checkpoint once the latest is this old (0: on any growth).",
+    )
+    audit_checkpoint_records: int = Field(
+        default=1000,
+        ge=1,
+        description="Sign a new audit checkpoint once this many records follow the latest.",
+    )
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None

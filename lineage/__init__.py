@@ -40,6 +40,7 @@ from lineage.outbound import (
     transport_kinds,
 )
 from lineage.validation import (
+    RFC3339,
     InvalidEventError,
     RunEventModel,
     parse_event_time,
@@ -51,6 +52,7 @@ __all__ = [
     "DEPLOYMENT_NAMESPACE",
     "MAX_DEPTH",
     "MODEL_NAMESPACE",
+    "RFC3339",
     "ApprovalFacts",
     "ColumnSource",
     "DatasetFacts",

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lineage.nodes import MAX_NODE_ID_BYTES, NodeRef, dataset_node, job_node
-from lineage.validation import InvalidEventError, RunEventModel
+from lineage.validation import InvalidEventError, Name, Namespace, RunEventModel
 
 MAX_DEPTH = 50
 
@@ -76,20 +76,20 @@ class GraphDelta:
 
 
 class _InputField(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    namespace: str
-    name: str
-    field: str
+    model_config = ConfigDict(extra="allow", strict=True)
+    namespace: Namespace
+    name: Name
+    field: Name
 
 
 class _ColumnFields(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     inputFields: list[_InputField]  # noqa: N815
 
 
 class _ColumnLineage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    fields: dict[str, _ColumnFields]
+    model_config = ConfigDict(extra="allow", strict=True)
+    fields: dict[Name, _ColumnFields]
 
 
 def graph_delta(event: RunEventModel, at: datetime) -> GraphDelta:

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from control_plane.app import create_app
 from control_plane.bootstrap import initialize
+from control_plane.launcher import GOVPLANE as GOVPLANE
+from control_plane.launcher import serve
 from control_plane.runs import ExecutionContext, RunKind, RunWorker
 from control_plane.settings import Settings
 from control_plane.store import upgrade
@@ -28,7 +25,6 @@ PG_ADMIN_DSN = os.environ.get(
     "GOVPLANE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 _TEMPLATE = f"govplane_template_{os.getpid()}"
-GOVPLANE = [sys.executable, "-m", "control_plane"]
 
 
 def _pg_url(database: str) -> str:
@@ -145,45 +141,16 @@ def as_caller(client: TestClient, token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def govplane_serve(
     data_dir: Path, env: Mapping[str, str] | None = None, log: Path | None = None
 ) -> Iterator[str]:
-    """A real ``govplane serve`` process (uvicorn) on a free loopback port; yields its URL.
+    """A real ``govplane serve`` process on a free loopback port; yields its URL.
 
     Args:
         data_dir: the data directory it serves (``govplane init`` must have run on it).
         env: ``GOVPLANE_*`` settings for the process, on top of this process's environment.
         log: a file for its output (discarded otherwise).
     """
-    port = _free_port()
-    output = log.open("wb") if log is not None else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        env={**os.environ, **(env or {})},
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("govplane serve did not come up")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-        if log is not None:
-            output.close()  # type: ignore[union-attr]
+    with serve(data_dir, env, log) as server:
+        yield server.url

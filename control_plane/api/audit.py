@@ -10,14 +10,14 @@ from fastapi.responses import StreamingResponse
 
 from audit import FORMATS, MEDIA_TYPES, ExportFilter, ExportFormat
 from control_plane.api.deps import GuardDep, ServicesDep
-from control_plane.api.fields import ResponseModel
+from control_plane.api.fields import NO_NUL, ResponseModel
 from control_plane.errors import InvalidInputError
 from control_plane.inventory.assets import PLATFORM_DOMAIN
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 Sequence_ = Annotated[int, Query(ge=0, le=2**62)]
-Filter = Annotated[str | None, Query(min_length=1, max_length=512)]
+Filter = Annotated[str | None, Query(min_length=1, max_length=512, pattern=NO_NUL)]
 
 
 class EventOut(ResponseModel):
@@ -134,7 +134,19 @@ def consistency_proof(
     return ConsistencyOut.model_validate(services.audit.consistency_proof(first, second))
 
 
-@router.get("/export")
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The export, with the checkpoint and hashes that verify it offline.",
+            "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in dict.fromkeys(MEDIA_TYPES.values())
+            },
+        }
+    },
+)
 def export(
     services: ServicesDep,
     guard: GuardDep,

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import AfterValidator
 
 from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import Domain, ResponseModel
@@ -15,13 +14,14 @@ from control_plane.errors import InvalidInputError, NotFoundError
 from control_plane.lineage.store import Ingested, StoredGraph
 from lineage import (
     MAX_DEPTH,
+    RFC3339,
     Direction,
     InvalidEventError,
     NodeType,
+    RunEventModel,
     Subgraph,
     graph_delta,
     job_node,
-    node_type,
     parse_event_time,
     traverse,
     validate_run_event,
@@ -30,21 +30,46 @@ from lineage import (
 router = APIRouter(prefix="/lineage", tags=["lineage"])
 
 
-def _node_id(value: str) -> str:
-    node_type(value)
-    return value
-
-
 NodeId = Annotated[
     str,
-    Query(min_length=3, max_length=2000, description="dataset:NS:NAME, job:NS:NAME, ..."),
-    AfterValidator(_node_id),
+    Query(
+        min_length=3,
+        max_length=2000,
+        pattern=rf"^({'|'.join(NodeType)}):[^\x00]+$",
+        description="dataset:NS:NAME, job:NS:NAME, model:NAME:VERSION or deployment:NAME.",
+    ),
 ]
 Depth = Annotated[int, Query(ge=1, le=MAX_DEPTH, description="Hops to follow.")]
 AsOf = Annotated[
     str | None,
-    Query(description="RFC 3339 time: the graph as it was then."),
+    Query(pattern=RFC3339, description="RFC 3339 time with a zone: the graph as it was then."),
 ]
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each ``$defs`` reference replaced by its definition (none is recursive)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                named = definitions[node["$ref"].rsplit("/", 1)[1]]
+                return resolve({**named, **{k: v for k, v in node.items() if k != "$ref"}})
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+RUN_EVENT = _inlined(RunEventModel.model_json_schema(by_alias=True))
+"""The JSON schema of an OpenLineage RunEvent as this endpoint checks it."""
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
 class Accepted(ResponseModel):
@@ -134,7 +159,7 @@ def _accepted(stored: Ingested) -> Accepted:
 DomainParam = Annotated[Domain, Query(description="Domain the events' nodes belong to.")]
 
 
-@router.post("", status_code=201, response_model=Accepted)
+@router.post("", status_code=201, response_model=Accepted, openapi_extra=_json_body(RUN_EVENT))
 def ingest(
     payload: Annotated[Any, Body(description="An OpenLineage RunEvent.")],
     services: ServicesDep,
@@ -149,7 +174,11 @@ def ingest(
     return _accepted(stored)
 
 
-@router.post("/batch", status_code=201)
+@router.post(
+    "/batch",
+    status_code=201,
+    openapi_extra=_json_body({"type": "array", "items": RUN_EVENT, "maxItems": MAX_BATCH}),
+)
 def ingest_batch(
     payloads: Annotated[
         list[Any], Body(max_length=MAX_BATCH, description="A JSON array of RunEvents.")

@@ -98,12 +98,28 @@ class _Base:
         return self.frontier.size
 
 
+@dataclass(frozen=True)
+class CheckpointCadence:
+    """How often the latest checkpoint is signed anew as the log grows.
+
+    A new one is signed at the head when the latest is ``seconds`` old, or ``records`` behind,
+    whichever comes first; until then readers get the latest (as a transparency log publishes
+    its signed tree head at an interval, not per record).
+    """
+
+    seconds: float = 60.0
+    records: int = 1000
+
+
 class AuditLog:
     """The store-backed audit trail of one control plane."""
 
-    def __init__(self, db: Database, keys: AuditKeys) -> None:
+    def __init__(
+        self, db: Database, keys: AuditKeys, cadence: CheckpointCadence = CheckpointCadence()
+    ) -> None:
         self._db = db
         self._keys = keys
+        self._cadence = cadence
         self._committer = GroupCommitter(db, self.append)
 
     @property
@@ -197,8 +213,17 @@ class AuditLog:
         """Commit what is queued and stop the group-commit thread."""
         self._committer.close()
 
-    def checkpoint(self) -> Checkpoint:
-        """A signed checkpoint of the log as it is now (signed now if the log grew)."""
+    def checkpoint(self, fresh: bool = False) -> Checkpoint:
+        """The latest signed checkpoint, signed anew at the head as the cadence says.
+
+        Args:
+            fresh: sign at the head whenever the log has grown since the latest checkpoint.
+        """
+        if not fresh:
+            with self._db.session() as session:
+                latest = self._current(session)
+            if latest is not None:
+                return latest
         with self._db.session(write=True) as session:
             size, root = session.execute(
                 select(AuditHead.size, AuditHead.root_hash)
@@ -219,6 +244,18 @@ class AuditLog:
                 )
                 session.add(row)
             return _checkpoint(row)
+
+    def _current(self, session: Session) -> Checkpoint | None:
+        """The latest checkpoint if the cadence does not yet ask for a new one."""
+        size = session.execute(select(AuditHead.size).where(AuditHead.id == _HEAD)).scalar_one()
+        row = session.scalars(
+            select(AuditCheckpointRow).order_by(AuditCheckpointRow.size.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        age = (utcnow() - datetime.fromisoformat(row.issued_at)).total_seconds()
+        due = size - row.size >= self._cadence.records or age >= self._cadence.seconds
+        return _checkpoint(row) if row.size == size or not due else None
 
     def events(
         self,
@@ -347,7 +384,7 @@ class AuditLog:
 
     def export(self, fmt: ExportFormat, filters: ExportFilter) -> Iterator[bytes]:
         """The export of the records ``filters`` selects, as a stream of byte chunks."""
-        checkpoint = self.checkpoint()
+        checkpoint = self.checkpoint(fresh=True)
         signer = self._keys.signer
         sink = _Chunks()
         writer = export_writer(fmt, sink)

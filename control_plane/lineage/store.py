@@ -236,7 +236,7 @@ _EDGE_COLUMNS = [
     _EDGES.c[c]
     for c in ("source", "target", "kind", "source_field", "target_field", "run_id", "facets")
 ]
-_NODE_COLUMNS = [_NODES.c[c] for c in ("id", "type", "namespace", "name", "facets")]
+_NODE_COLUMNS = [_NODES.c[c] for c in ("id", "type", "namespace", "name", "facets", "domain")]
 
 
 class StoredGraph:
@@ -244,6 +244,8 @@ class StoredGraph:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._domains: dict[str, str] = {}
+        """The domains of the nodes read so far, so that :meth:`domains` need not read again."""
 
     def edges_of(
         self, nodes: Sequence[str], upstream: bool, as_of: datetime | None, limit: int
@@ -271,16 +273,15 @@ class StoredGraph:
             statement = select(*_NODE_COLUMNS).where(_NODES.c.id.in_(chunk))
             if as_of is not None:
                 statement = statement.where(_NODES.c.first_seen <= as_of)
-            found += [
-                Node(NodeRef(node_id, NodeType(kind), namespace, name), facets)
-                for node_id, kind, namespace, name, facets in connection.execute(statement)
-            ]
+            for node_id, kind, namespace, name, facets, domain in connection.execute(statement):
+                found.append(Node(NodeRef(node_id, NodeType(kind), namespace, name), facets))
+                self._domains[node_id] = domain
         return found
 
     def domains(self, ids: Sequence[str]) -> dict[str, str]:
         """The domain each stored node was first recorded in."""
-        found: dict[str, str] = {}
-        for chunk in _chunks(list(ids)):
+        found = {node_id: self._domains[node_id] for node_id in ids if node_id in self._domains}
+        for chunk in _chunks([node_id for node_id in ids if node_id not in found]):
             rows = self._session.execute(
                 select(LineageNode.id, LineageNode.domain).where(LineageNode.id.in_(chunk))
             )

@@ -11,12 +11,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -104,6 +106,16 @@ class PolicyBundleRow(Base):
     """A policy bundle version (content hash) with its files and lifecycle status."""
 
     __tablename__ = "policy_bundles"
+    __table_args__ = (
+        # At most one active bundle, whatever writes the rows (a partial unique index).
+        Index(
+            "ix_policy_bundles_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
     version: Mapped[str] = mapped_column(String(80), primary_key=True)
     files: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16))

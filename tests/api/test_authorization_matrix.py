@@ -40,6 +40,7 @@ from policies import (
     load_bundle,
 )
 from tests.conftest import RecordingExecutor, as_caller, drain
+from tests.lineage.events import ds, run_event
 
 BUNDLE = load_bundle(DEFAULT_BUNDLE_DIR)
 ROLES = sorted(BUNDLE.roles)
@@ -64,6 +65,7 @@ class Objects:
     site_id: str
     run_id: str
     approval_id: str
+    lineage_node: str
 
 
 @dataclass
@@ -164,6 +166,62 @@ def _proposal(cell: Cell) -> dict[str, str]:
     return files
 
 
+def _creation(kind: str, attributes: dict[str, str], body: dict[str, str] | None = None) -> Route:
+    """``POST /{kind}s``: a new object in the cell's domain, owned by its caller.
+
+    Args:
+        kind: the object type (``dataset``, ``model``, ``site``).
+        attributes: the resource attributes the body sets, which the decision reads.
+        body: further fields of the body that no decision reads.
+    """
+    return Route(
+        "POST",
+        f"/api/v1/{kind}s",
+        lambda c, w: [
+            Need(
+                "create",
+                f"{kind}:new-{c.suffix}",
+                c.objects.domain,
+                {**attributes, "owner": c.caller},
+            )
+        ],
+        lambda c, w: (
+            f"/api/v1/{kind}s",
+            {"name": f"new-{c.suffix}", "domain": c.objects.domain, **attributes, **(body or {})},
+        ),
+        success=201,
+    )
+
+
+def _audit(path: str, query: str = "") -> Route:
+    """A read of the audit trail: a platform object, whatever the cell's domain."""
+    return Route(
+        "GET",
+        f"/api/v1/audit/{path}",
+        lambda c, w: [Need("read", "audit:*", PLATFORM)],
+        lambda c, w: (f"/api/v1/audit/{path}{query}", None),
+    )
+
+
+def _job_event(cell: Cell) -> dict[str, Any]:
+    return run_event(f"job-{cell.suffix}", namespace=f"lake-{cell.objects.domain}")
+
+
+def _lineage_write(cell: Cell) -> Need:
+    job = f"job:lake-{cell.objects.domain}:job-{cell.suffix}"
+    return Need("write", f"lineage:{job}", cell.objects.domain)
+
+
+def _lineage_query(path: str) -> Route:
+    """A lineage query from the cell's domain's node: it needs to read that node."""
+    return Route(
+        "GET",
+        f"/api/v1/lineage/{path}",
+        lambda c, w: [Need("read", f"lineage:{c.objects.lineage_node}", c.objects.domain)],
+        lambda c, w: (f"/api/v1/lineage/{path}?node={c.objects.lineage_node}", None),
+    )
+
+
 ROUTES = (
     Route("GET", "/api/v1/health", lambda c, w: [], lambda c, w: ("/api/v1/health", None)),
     Route(
@@ -233,23 +291,7 @@ ROUTES = (
             },
         ),
     ),
-    Route(
-        "POST",
-        "/api/v1/datasets",
-        lambda c, w: [
-            Need(
-                "create",
-                f"dataset:new-{c.suffix}",
-                c.objects.domain,
-                {"classification": "internal", "owner": c.caller},
-            )
-        ],
-        lambda c, w: (
-            "/api/v1/datasets",
-            {"name": f"new-{c.suffix}", "domain": c.objects.domain, "classification": "internal"},
-        ),
-        success=201,
-    ),
+    _creation("dataset", {"classification": "internal"}),
     Route(
         "GET",
         "/api/v1/datasets",
@@ -263,28 +305,7 @@ ROUTES = (
         lambda c, w: [_dataset(c)],
         lambda c, w: (f"/api/v1/datasets/{c.objects.dataset_id}", None),
     ),
-    Route(
-        "POST",
-        "/api/v1/models",
-        lambda c, w: [
-            Need(
-                "create",
-                f"model:new-{c.suffix}",
-                c.objects.domain,
-                {"risk_tier": "medium", "owner": c.caller},
-            )
-        ],
-        lambda c, w: (
-            "/api/v1/models",
-            {
-                "name": f"new-{c.suffix}",
-                "domain": c.objects.domain,
-                "risk_tier": "medium",
-                "intended_use": "scoring",
-            },
-        ),
-        success=201,
-    ),
+    _creation("model", {"risk_tier": "medium"}, {"intended_use": "scoring"}),
     Route(
         "GET",
         "/api/v1/models",
@@ -304,23 +325,7 @@ ROUTES = (
         lambda c, w: [_model(c)],
         lambda c, w: (f"/api/v1/models/{c.objects.model}/versions/1", None),
     ),
-    Route(
-        "POST",
-        "/api/v1/sites",
-        lambda c, w: [
-            Need(
-                "create",
-                f"site:new-{c.suffix}",
-                c.objects.domain,
-                {"residency": "DE", "owner": c.caller},
-            )
-        ],
-        lambda c, w: (
-            "/api/v1/sites",
-            {"name": f"new-{c.suffix}", "domain": c.objects.domain, "residency": "DE"},
-        ),
-        success=201,
-    ),
+    _creation("site", {"residency": "DE"}),
     Route(
         "GET",
         "/api/v1/sites",
@@ -362,6 +367,28 @@ ROUTES = (
         lambda c, w: ("/api/v1/approvals?limit=200", None),
         listed=lambda c, w: c.objects.approval_id,
     ),
+    _audit("events"),
+    _audit("verify"),
+    _audit("checkpoints/latest"),
+    _audit("proofs/inclusion", "?index=0"),
+    _audit("proofs/consistency", "?first=1"),
+    _audit("export"),
+    Route(
+        "POST",
+        "/api/v1/lineage",
+        lambda c, w: [_lineage_write(c)],
+        lambda c, w: (f"/api/v1/lineage?domain={c.objects.domain}", _job_event(c)),
+        success=201,
+    ),
+    Route(
+        "POST",
+        "/api/v1/lineage/batch",
+        lambda c, w: [_lineage_write(c)],
+        lambda c, w: (f"/api/v1/lineage/batch?domain={c.objects.domain}", [_job_event(c)]),
+        success=201,
+    ),
+    _lineage_query("graph"),
+    _lineage_query("impact"),
 )
 PRIVACY_ROUTES = (
     Route(
@@ -407,7 +434,7 @@ DOMAIN_ROUTES = [
     for route in ROUTES
     if route.path.startswith(("/api/v1/datasets", "/api/v1/models", "/api/v1/sites"))
     or route.path.startswith(("/api/v1/runs", "/api/v1/approvals", "/api/v1/policies/decide"))
-    or route.path.startswith("/api/v1/privacy")
+    or route.path.startswith(("/api/v1/lineage", "/api/v1/privacy"))
 ]
 
 
@@ -454,7 +481,18 @@ def _register(client: TestClient, domain: str) -> Objects:
     drain(client)
     approvals = client.get("/api/v1/approvals", params={"limit": 200}).json()["items"]
     (approval,) = [item for item in approvals if item["run_id"] == run["id"]]
-    return Objects(domain, dataset["id"], model["name"], site["id"], run["id"], approval["id"])
+    # A job of the domain reading one dataset and writing another: lineage nodes of the domain
+    event = run_event("build", [f"raw-{domain}"], [f"clean-{domain}"], namespace=f"lake-{domain}")
+    _created(client.post("/api/v1/lineage", params={"domain": domain}, json=event))
+    return Objects(
+        domain,
+        dataset["id"],
+        model["name"],
+        site["id"],
+        run["id"],
+        approval["id"],
+        ds(f"clean-{domain}"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -557,13 +595,7 @@ def test_each_cell_gets_the_decision_of_the_bundle(
 
 def test_the_matrix_covers_every_route(world: World) -> None:
     schema = world.client.get("/openapi.json").json()
-    served = {
-        (method.upper(), path)
-        for path, item in schema["paths"].items()
-        for method in item
-        # audit and lineage routes check their own access in tests/audit and tests/lineage
-        if not path.startswith(("/api/v1/audit", "/api/v1/lineage"))
-    }
+    served = {(method.upper(), path) for path, item in schema["paths"].items() for method in item}
     assert served == {(route.method, route.path) for route in ROUTES}
 
 

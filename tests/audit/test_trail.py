@@ -23,7 +23,7 @@ from audit import (
     verify_export,
     verify_inclusion,
 )
-from control_plane.audit_trail import AuditLog, load_audit_keys
+from control_plane.audit_trail import AuditLog, CheckpointCadence, load_audit_keys
 from control_plane.cli import app as cli
 from control_plane.settings import Settings
 from control_plane.store import Database
@@ -270,6 +270,46 @@ def test_concurrent_writers_extend_one_chain(settings: Settings, admin_token: st
     assert result.records == result.size >= writers * each
 
 
+def test_the_latest_checkpoint_is_signed_anew_only_as_the_cadence_says(
+    settings: Settings, admin_token: str
+) -> None:
+    # Given a trail that signs again every 5 records or every hour
+    db = Database(settings.sqlalchemy_url)
+    trail = AuditLog(db, load_audit_keys(settings), CheckpointCadence(3600, 5))
+
+    def grow(records: int) -> None:
+        trail.commit(
+            [AuditEvent("tester", "test.write", f"item:{i}", "ok") for i in range(records)]
+        )
+
+    try:
+        first = trail.checkpoint()
+        # When it grows by fewer records than the cadence, then by enough of them
+        grow(4)
+        behind = trail.checkpoint()
+        grow(1)
+        due = trail.checkpoint()
+        grow(1)
+        fresh = trail.checkpoint(fresh=True)
+        # Then readers get the same signed checkpoint until it is due, then one at the head
+        assert behind == first
+        assert due.size == first.size + 5
+        assert fresh.size == due.size + 1
+        # And each is a valid signature over its own tree
+        for checkpoint in (first, due, fresh):
+            load_public_key(trail.public_key_pem.encode()).verify(
+                checkpoint.signature, checkpoint.note
+            )
+        # And a checkpoint older than the cadence's seconds is replaced on the next read
+        aged = AuditLog(db, load_audit_keys(settings), CheckpointCadence(0, 10**6))
+        grow(1)
+        assert aged.checkpoint().size == fresh.size + 1
+        aged.close()
+    finally:
+        trail.close()
+        db.dispose()
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_exports_verify_offline_and_tampering_is_named(
     client: TestClient, tmp_path: Path, fmt: str
@@ -448,6 +488,7 @@ def test_a_record_appended_behind_the_logs_back_is_found(
         ("/api/v1/audit/proofs/consistency", {"first": "5", "second": "2"}),
         ("/api/v1/audit/events", {"limit": "100000"}),
         ("/api/v1/audit/events", {"run_id": "x' OR 1=1 --"}),
+        ("/api/v1/audit/events", {"action": "\x00"}),
     ],
 )
 def test_malformed_audit_queries_get_a_precise_422(

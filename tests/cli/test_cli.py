@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from control_plane.cli import app
+from control_plane.launcher import GOVPLANE, init_data_dir, serve
 from policies import DEFAULT_BUNDLE_DIR
-from tests.conftest import GOVPLANE, govplane_serve
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -24,15 +24,9 @@ runner = CliRunner()
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``govplane init`` then ``govplane serve`` on a free port; yields (url, admin token)."""
     data_dir = tmp_path_factory.mktemp("cli") / "data"
-    init = subprocess.run(
-        [*GOVPLANE, "init", "--data-dir", str(data_dir), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    with govplane_serve(data_dir) as url:
-        yield url, json.loads(init.stdout)["admin_token"]
+    token = init_data_dir(data_dir)
+    with serve(data_dir) as running:
+        yield running.url, token
 
 
 def _cli(*args: str) -> tuple[int, str]:

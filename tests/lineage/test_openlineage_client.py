@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from requests import HTTPError
 from typer.testing import CliRunner
 
 from control_plane.cli import app
-from tests.conftest import GOVPLANE, govplane_serve
+from control_plane.launcher import init_data_dir, serve
 from tests.lineage.events import PRODUCER, at
 
 
@@ -28,15 +27,9 @@ from tests.lineage.events import PRODUCER, at
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``govplane init`` then ``govplane serve`` (uvicorn) on a free loopback port."""
     data_dir = tmp_path_factory.mktemp("lineage") / "data"
-    init = subprocess.run(
-        [*GOVPLANE, "init", "--data-dir", str(data_dir), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    with govplane_serve(data_dir) as url:
-        yield url, json.loads(init.stdout)["admin_token"]
+    token = init_data_dir(data_dir)
+    with serve(data_dir) as running:
+        yield running.url, token
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import GOVPLANE, govplane_serve
+from control_plane.launcher import init_data_dir
+from tests.conftest import govplane_serve
 
 
 @contextmanager
@@ -30,22 +28,9 @@ def serving_replicas(
         "GOVPLANE_AUDIT_HMAC_KEY_FILE": str(tmp_path / "a" / "audit-hmac.key"),
         **env,
     }
-    init = subprocess.run(
-        [
-            *GOVPLANE,
-            "init",
-            "--data-dir",
-            str(tmp_path / "a"),
-            "--json",
-            *(["--bundle", str(bundle)] if bundle is not None else []),
-        ],
-        env={**os.environ, **shared},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    token = init_data_dir(
+        tmp_path / "a", shared, *(["--bundle", str(bundle)] if bundle is not None else [])
     )
-    token = json.loads(init.stdout)["admin_token"]
     logs = [tmp_path / "replica-a.log", tmp_path / "replica-b.log"]
     with (
         govplane_serve(tmp_path / "a", {**shared, "GOVPLANE_WORKER_ID": "replica-a"}, logs[0]) as a,

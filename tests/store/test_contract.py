@@ -155,6 +155,21 @@ def test_concurrent_activations_leave_one_bundle_active(database_url: str) -> No
         database.dispose()
 
 
+def test_the_store_refuses_a_second_active_bundle(db: Database) -> None:
+    # Given an active bundle
+    files = dict(load_bundle(DEFAULT_BUNDLE_DIR).files)
+    with db.session(write=True) as session:
+        activate_bundle(session, PolicyBundle.from_files(files), None)
+    # When a second row is written as active past activate_bundle's lock
+    second = PolicyBundle.from_files({**files, "policy.csv": files["policy.csv"] + "# 2\n"})
+    row = PolicyBundleRow(version=second.version, files=dict(second.files), status="active")
+    # Then the store itself refuses it, and the first stays the only active one
+    with pytest.raises(IntegrityError), db.session(write=True) as session:
+        session.add(row)
+    with db.session() as session:
+        assert session.scalars(select(PolicyBundleRow.status)).all() == ["active"]
+
+
 def test_revision_counter_increments(db: Database) -> None:
     with db.session(write=True) as session:
         start = current_revision(session)

@@ -1,0 +1,102 @@
+"""Real ``govplane`` processes on loopback: ``init`` a data directory, then ``serve`` it.
+
+Used wherever a whole server must run as its own OS process (end-to-end tests, replicas, crash
+tests, benchmarks), so that all of them start it, wait for it and stop it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+GOVPLANE = (sys.executable, "-m", "control_plane")
+"""The command line of ``govplane`` with this interpreter."""
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A running ``govplane serve``: its base URL and its OS process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def init_data_dir(data_dir: Path, env: Mapping[str, str] | None = None, *args: str) -> str:
+    """``govplane init --json`` on ``data_dir`` (plus ``args``); returns the admin token."""
+    done = subprocess.run(  # noqa: S603 (this interpreter, fixed arguments)
+        [*GOVPLANE, "init", "--data-dir", str(data_dir), "--json", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    token: str = json.loads(done.stdout)["admin_token"]
+    return token
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    startup_seconds: float = 30.0,
+) -> Iterator[ServerProcess]:
+    """A ``govplane serve`` process on a free loopback port, stopped on exit.
+
+    Args:
+        data_dir: the data directory it serves (``govplane init`` must have run on it).
+        env: ``GOVPLANE_*`` settings for the process, on top of this process's environment.
+        log: a file its output is appended to (discarded otherwise).
+        startup_seconds: how long ``GET /api/v1/health`` may take to answer 200.
+
+    Raises:
+        RuntimeError: the server exited or did not answer in time.
+    """
+    port = free_port()
+    with open(log, "ab") if log is not None else open(os.devnull, "wb") as output:
+        process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
+            [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            env={**os.environ, **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        server = ServerProcess(f"http://127.0.0.1:{port}", process)
+        try:
+            _wait_until_healthy(server, startup_seconds)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(30)
+
+
+def _wait_until_healthy(server: ServerProcess, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"govplane serve exited with {server.process.returncode}")
+        try:
+            if httpx.get(f"{server.url}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"govplane serve did not answer within {seconds:g} s")
