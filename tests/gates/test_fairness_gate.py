@@ -118,8 +118,11 @@ def test_small_groups_are_reported_and_kept_out_of_the_judged_disparities(
 ) -> None:
     # Given a minimum group size larger than two race groups of the evaluation data
     gate = FairnessGate.from_params(
-        {"sensitive_features": ["race"], "max_demographic_parity_difference": 1.0,
-         "min_group_size": 100}
+        {
+            "sensitive_features": ["race"],
+            "max_demographic_parity_difference": 1.0,
+            "min_group_size": 100,
+        }
     )
     # When judged
     result = gate.judge(plain_evaluation)
@@ -164,15 +167,19 @@ def test_evidence_is_json_and_the_same_for_the_same_inputs(
         ),
         (
             lambda e: dataclasses.replace(
-                e, current=e.current.assign(income=e.current["income"].where(
-                    e.current.index != e.current.index[0]))
+                e,
+                current=e.current.assign(
+                    income=e.current["income"].where(e.current.index != e.current.index[0])
+                ),
             ),
             "missing value",
         ),
         (
             lambda e: dataclasses.replace(
-                e, current=e.current.assign(sex=e.current["sex"].where(
-                    e.current.index != e.current.index[0]))
+                e,
+                current=e.current.assign(
+                    sex=e.current["sex"].where(e.current.index != e.current.index[0])
+                ),
             ),
             "sensitive column 'sex' has 1 missing",
         ),
@@ -181,8 +188,14 @@ def test_evidence_is_json_and_the_same_for_the_same_inputs(
             "prediction(s) are missing",
         ),
     ],
-    ids=["missing column", "length mismatch", "single class", "nan label", "nan group",
-         "nan predictions"],
+    ids=[
+        "missing column",
+        "length mismatch",
+        "single class",
+        "nan label",
+        "nan group",
+        "nan predictions",
+    ],
 )
 def test_bad_input_fails_with_a_reason(
     plain_evaluation: ModelEvaluation, change: object, reason: str

@@ -41,9 +41,11 @@ def test_threshold_optimizer_candidate_passes_where_the_plain_model_fails(
             model.outcomes, model.decisions, sensitive_features=sex
         )
         assert by_sex[key]["demographic_parity_difference"] == pytest.approx(expected, abs=1e-9)
-    assert by_sex["after"]["demographic_parity_difference"] < 0.1 < by_sex["before"][
-        "demographic_parity_difference"
-    ]
+    assert (
+        by_sex["after"]["demographic_parity_difference"]
+        < 0.1
+        < by_sex["before"]["demographic_parity_difference"]
+    )
 
 
 def test_the_candidate_decides_the_same_on_every_call(plain_evaluation: ModelEvaluation) -> None:
