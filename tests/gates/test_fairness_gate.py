@@ -213,7 +213,7 @@ def test_a_bundle_with_a_fairness_gate_without_threshold_is_refused() -> None:
         "        max_demographic_parity_difference: 0.2\n", "", 1
     )
     # Then the bundle is refused, naming the gate
-    with pytest.raises(BundleError, match="fairness: .*at least one threshold"):
+    with pytest.raises(BundleError, match=r"fairness: .*at least one threshold"):
         PolicyBundle.from_files(files)
 
 
