@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import pandas
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# The repository root first: bench/lineage.py and bench/audit.py would shadow those packages.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _rows import emit, row  # noqa: E402
-from evidently import Dataset  # noqa: E402
-from fairlearn.metrics import (  # noqa: E402
+from _rows import emit, row
+from evidently import Dataset
+from fairlearn.metrics import (
     MetricFrame,
     count,
     demographic_parity_difference,
@@ -40,21 +41,21 @@ from fairlearn.metrics import (  # noqa: E402
     selection_rate,
     true_positive_rate,
 )
-from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import accuracy_score  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from control_plane.sample_data import read_adult  # noqa: E402
-from policies.gates import (  # noqa: E402
+from control_plane.sample_data import read_adult
+from policies.gates import (
     DriftGate,
     ExplainabilityGate,
     FairnessGate,
     ModelEvaluation,
     disparities,
 )
-from policies.gates.drift import drift_frames, drift_report  # noqa: E402
+from policies.gates.drift import drift_frames, drift_report
 
 NUMERIC = ["age", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
 CATEGORICAL = [
