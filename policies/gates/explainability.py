@@ -214,12 +214,12 @@ class ExplainabilityGate:
         reference = evaluation.reference if evaluation.reference is not None else current
         evaluation.require_columns(reference, evaluation.features, "reference")
         features = list(evaluation.features)
-        if current[features].isna().any().any() or reference[features].isna().any().any():
-            raise EvaluationError("the model features have missing values; explanations need all")
         sample = current.sample(min(config.sample_size, len(current)), random_state=config.seed)
         background = reference.sample(
             min(config.background_size, len(reference)), random_state=config.seed
         )
+        if sample[features].isna().any().any() or background[features].isna().any().any():
+            raise EvaluationError("the model features have missing values; explanations need all")
         return sample, background
 
     def _by_group(

@@ -129,3 +129,19 @@ def test_missing_counterfactual_column_fails(plain_evaluation: ModelEvaluation) 
     result = high_tier(counterfactual_features=["religion"]).judge(plain_evaluation)
     assert result.status == GateStatus.FAIL
     assert "no column religion" in result.reasons[0]
+
+
+def test_missing_feature_values_fail(plain_evaluation: ModelEvaluation) -> None:
+    current = plain_evaluation.current.assign(age=float("nan"))
+    result = high_tier().judge(
+        ModelEvaluation(
+            plain_evaluation.model,
+            plain_evaluation.features,
+            "income",
+            ">50K",
+            current,
+            plain_evaluation.reference,
+        )
+    )
+    assert result.status == GateStatus.FAIL
+    assert "missing values" in result.reasons[0]
