@@ -21,13 +21,18 @@ class GateStatus(StrEnum):
 
 @dataclass(frozen=True)
 class GateResult:
-    """A gate's verdict with its measurements, its JSON evidence and the reasons for it."""
+    """A gate's verdict with its measurements, its JSON evidence and the reasons for it.
+
+    ``artifacts`` are documents too large or too volatile for the evidence (an HTML report),
+    by file name; the evidence names them and the run stores them beside it.
+    """
 
     gate: str
     status: GateStatus
     metrics: Mapping[str, float]
     evidence: Mapping[str, Any]
     reasons: tuple[str, ...]
+    artifacts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@
       promote:
         - gate: approval
           when: {risk_tier: [medium, high]}
+    evaluate:
+      high:
+        - gate: fairness
+          params: {sensitive_features: [sex, race], max_demographic_parity_difference: 0.1}
 
 ``runs`` maps a run kind (ingest, train, evaluate, promote, deploy, federated_train,
 policy_change, export) to its gates; a kind that is not listed needs none. ``when`` restricts an
@@ -18,6 +22,10 @@ entry to runs whose attributes (``risk_tier``, ``classification``, ``target_stag
 one of the listed values; a run without the attribute does not match. ``params`` configure the
 gate and are validated by the gate's own config, so an unknown gate or a bad parameter is refused
 when the bundle loads.
+
+``evaluate`` maps a risk tier to the model-risk gates (``fairness``, ``explainability``,
+``drift``) an ``evaluate`` run judges a model of that tier with, in order, with their thresholds;
+see :func:`policies.gates.model_risk.evaluate_model`.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from policies.documents import Document
 from policies.gates.base import GateSpec
+from policies.gates.model_risk import build_model_risk_gate
 from policies.gates.registry import build_gate
-from policies.vocabulary import CLASSIFICATIONS, EXECUTION_MODES, RISK_TIERS, RunKind
+from policies.vocabulary import CLASSIFICATIONS, EXECUTION_MODES, RISK_TIERS, RiskTier, RunKind
 
 _ATTRIBUTE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _VOCABULARIES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -84,7 +93,20 @@ class GateEntry(Document):
         )
 
 
+class ModelRiskEntry(Document):
+    """One model-risk gate a risk tier requires, with its thresholds."""
+
+    gate: str
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ModelRiskEntry:
+        build_model_risk_gate(self.gate, self.params)
+        return self
+
+
 class GatesSection(Document):
     """The parsed ``gates.yaml``."""
 
     runs: dict[RunKind, tuple[GateEntry, ...]]
+    evaluate: dict[RiskTier, tuple[ModelRiskEntry, ...]] = {}
