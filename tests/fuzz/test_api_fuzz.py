@@ -40,8 +40,15 @@ PROFILE = PROFILES[os.environ.get("GOVPLANE_FUZZ", "fast")]
 
 # Where the server checks what no schema can say, a valid-looking body gets 422: a bundle that
 # does not validate, a role the active bundle does not define, a run kind this control plane has
-# no executor for, an asset reference of an unknown type.
-SEMANTIC_VALIDATION = ["/api/v1/policies", "/api/v1/principals", "/api/v1/runs"]
+# no executor for, an asset reference of an unknown type, an upload body that is not an Arrow
+# IPC stream.
+SEMANTIC_VALIDATION = [
+    "/api/v1/policies",
+    "/api/v1/principals",
+    "/api/v1/runs",
+    "/api/v1/datasets/{dataset_id}/uploads",
+    "/api/v1/datasets/{dataset_id}/uploads/{upload_id}",
+]
 
 
 def _config(admin_token: str) -> schemathesis.Config:

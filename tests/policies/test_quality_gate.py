@@ -1,0 +1,85 @@
+"""The data-quality gate's counts, cross-checked with pandas on the same data."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from control_plane.sample_data import read_adult
+from policies import DEFAULT_BUNDLE_DIR, GateStatus, load_bundle
+from policies.gates.quality import DataQualityGate
+from policies.sections.gates import QualityThresholds, ValueRange
+
+
+@pytest.fixture(scope="module")
+def adult() -> pa.Table:
+    return read_adult()
+
+
+def test_counts_on_adult_match_pandas(adult: pa.Table) -> None:
+    # Given the default bundle's thresholds and the census data
+    thresholds = load_bundle(DEFAULT_BUNDLE_DIR).gates.ingest.quality
+    # When the gate measures it
+    result = DataQualityGate(thresholds).evaluate_table(adult)
+    # Then every count is what pandas finds
+    frame = adult.to_pandas()
+    rows = len(frame)
+    assert result.metrics["rows"] == rows
+    assert result.metrics["duplicate_rows"] == frame.duplicated().sum()
+    for column in frame.columns:
+        assert result.metrics[f"missing_share.{column}"] == pytest.approx(
+            frame[column].isna().sum() / rows
+        )
+    assert result.metrics["out_of_range_share.age"] == pytest.approx(
+        (~frame["age"].between(0, 120)).sum() / rows
+    )
+    # And Adult as shipped passes the default thresholds
+    assert result.status == GateStatus.PASS, result.reasons
+
+
+def test_missing_values_above_the_threshold_fail(adult: pa.Table) -> None:
+    # occupation is missing in about 5.7% of Adult's rows
+    gate = DataQualityGate(QualityThresholds(max_missing_share=0.05, max_duplicate_share=1))
+    result = gate.evaluate_table(adult)
+    assert result.status == GateStatus.FAIL
+    assert any(reason.startswith("column occupation: missing") for reason in result.reasons)
+
+
+def test_duplicates_fail_against_pandas_count(adult: pa.Table) -> None:
+    doubled = pa.concat_tables([adult.slice(0, 1000), adult.slice(0, 1000)])
+    gate = DataQualityGate(QualityThresholds(max_missing_share=1, max_duplicate_share=0.1))
+    result = gate.evaluate_table(doubled)
+    assert result.metrics["duplicate_rows"] == doubled.to_pandas().duplicated().sum()
+    assert result.status == GateStatus.FAIL
+    assert "duplicate rows" in result.reasons[0]
+
+
+def test_values_out_of_range_fail(adult: pa.Table) -> None:
+    thresholds = QualityThresholds(
+        max_missing_share=1, max_duplicate_share=1, ranges={"age": ValueRange(min=20, max=60)}
+    )
+    result = DataQualityGate(thresholds).evaluate_table(adult)
+    ages = adult.column("age").to_pandas()
+    assert result.metrics["out_of_range_share.age"] == pytest.approx(
+        (~ages.between(20, 60)).sum() / len(ages)
+    )
+    assert result.status == GateStatus.FAIL
+
+
+def test_a_column_of_the_wrong_type_fails(adult: pa.Table) -> None:
+    as_text = adult.set_column(0, "age", adult.column("age").cast(pa.string()))
+    thresholds = QualityThresholds(
+        max_missing_share=1, max_duplicate_share=1, types={"age": "integer"}
+    )
+    result = DataQualityGate(thresholds).evaluate_table(as_text)
+    assert result.status == GateStatus.FAIL
+    assert result.reasons == ("column age is string, not integer",)
+
+
+def test_a_rule_on_an_absent_column_fails(adult: pa.Table) -> None:
+    thresholds = QualityThresholds(
+        max_missing_share=1, max_duplicate_share=1, ranges={"salary": ValueRange(min=0, max=1)}
+    )
+    result = DataQualityGate(thresholds).evaluate_table(adult)
+    assert result.status == GateStatus.FAIL
+    assert "salary" in result.reasons[0]
