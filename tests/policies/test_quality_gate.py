@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from evidently import Dataset, Report
+from evidently.metrics import DuplicatedRowCount
 
 from control_plane.sample_data import read_adult
 from policies import DEFAULT_BUNDLE_DIR, GateStatus, load_bundle
-from policies.gates.quality import DataQualityGate
+from policies.gates.quality import DataQualityGate, duplicate_rows
 from policies.sections.gates import QualityThresholds, ValueRange
 
 
@@ -35,6 +37,23 @@ def test_counts_on_adult_match_pandas(adult: pa.Table) -> None:
     )
     # And Adult as shipped passes the default thresholds
     assert result.status == GateStatus.PASS, result.reasons
+
+
+def test_duplicate_rows_match_evidently_and_pandas_with_nulls(adult: pa.Table) -> None:
+    # Given rows repeated, some with nulls where others have values
+    sample = adult.slice(0, 3000)
+    table = pa.concat_tables([sample, sample.slice(0, 500), sample.slice(10, 5)])
+    with_nulls = table.set_column(
+        0,
+        "age",
+        pa.array([None if i % 7 == 0 else a for i, a in enumerate(table["age"].to_pylist())]),
+    )
+    frame = with_nulls.to_pandas()
+    # When duplicates are counted by the gate and by evidently's own metric
+    snapshot = Report([DuplicatedRowCount()]).run(Dataset.from_pandas(frame))
+    evidently_count = snapshot.dict()["metrics"][0]["value"]
+    # Then all three agree
+    assert duplicate_rows(with_nulls) == evidently_count == frame.duplicated().sum()
 
 
 def test_missing_values_above_the_threshold_fail(adult: pa.Table) -> None:
