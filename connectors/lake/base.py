@@ -44,6 +44,11 @@ class Lake(Protocol):
         id of the snapshot holding them."""
         ...
 
+    def rollback(self, name: str, snapshot_id: int | None) -> None:
+        """Undo the writes after ``snapshot_id``: it becomes current again; None (the table
+        was created by the undone write) drops the table."""
+        ...
+
     def read(self, name: str, snapshot_id: int | None = None, limit: int | None = None) -> pa.Table:
         """The rows of a snapshot (the current one by default)."""
         ...

@@ -94,6 +94,18 @@ class IcebergLake:
             raise LakeError(f"cannot overwrite {name!r}: {exc}") from exc
         return _current(table, name)
 
+    def rollback(self, name: str, snapshot_id: int | None) -> None:
+        if snapshot_id is None:
+            try:
+                self._catalog.drop_table(self._identifier(name))
+            except NoSuchTableError:
+                raise LakeError(f"no lake table {name!r}") from None
+            return
+        table = self._table(name)
+        if table.snapshot_by_id(snapshot_id) is None:
+            raise LakeError(f"lake table {name!r} has no snapshot {snapshot_id}")
+        table.manage_snapshots().rollback_to_snapshot(snapshot_id).commit()
+
     def read(self, name: str, snapshot_id: int | None = None, limit: int | None = None) -> pa.Table:
         table = self._table(name)
         if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:

@@ -140,13 +140,18 @@ class IngestExecutor:
             raise IngestError("data quality gate failed: " + "; ".join(quality.reasons))
         columns = plan_transformations(columns, bundle.privacy)
         stored = apply_transformations(typed, columns, self._pseudonymizer(columns))
-        snapshot_id = self._write(name, stored, params.mode)
-        row_count = next(
-            s.total_records for s in self._lake.snapshots(name) if s.snapshot_id == snapshot_id
-        )
-        registered = self._register(
-            context, dataset_id, stored, columns, quality, snapshot_id, row_count
-        )
+        previous, snapshot_id = self._write(name, stored, params.mode)
+        try:
+            row_count = next(
+                s.total_records for s in self._lake.snapshots(name) if s.snapshot_id == snapshot_id
+            )
+            registered = self._register(
+                context, dataset_id, stored, columns, quality, snapshot_id, row_count
+            )
+        except Exception:
+            # Unregistered data is not kept: the lake goes back to what the store knows.
+            self._lake.rollback(name, previous)
+            raise
         if params.source.upload is not None:
             self._uploads.discard(dataset_id, params.source.upload)
         return registered
@@ -177,16 +182,21 @@ class IngestExecutor:
                 "(run `govplane init` or set GOVPLANE_PSEUDONYMIZATION_KEY_FILE)"
             ) from None
 
-    def _write(self, name: str, table: pa.Table, mode: str) -> int:
+    def _write(self, name: str, table: pa.Table, mode: str) -> tuple[int | None, int]:
+        """Write ``table``; returns the snapshot before (None: the table is new) and the new one."""
+        created = not self._lake.exists(name)
         try:
-            if not self._lake.exists(name):
+            if created:
                 self._lake.create(name, table.schema)
             else:
                 _check_compatible(name, self._lake.schema(name), table.schema)
+            previous = self._lake.snapshot_id(name)
             if mode == "overwrite":
-                return self._lake.overwrite(name, table)
-            return self._lake.append(name, table)
+                return previous, self._lake.overwrite(name, table)
+            return previous, self._lake.append(name, table)
         except LakeError as exc:
+            if created and self._lake.exists(name):
+                self._lake.rollback(name, None)
             raise IngestError(str(exc)) from None
 
     def _record_gate(self, run_id: str, result: GateResult) -> None:

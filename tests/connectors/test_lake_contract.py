@@ -70,6 +70,19 @@ def test_overwrite_replaces_rows_and_keeps_history(lake: Lake, adult: pa.Table) 
     assert lake.snapshots("adult")[-1].total_records == 10
 
 
+def test_rollback_makes_an_earlier_snapshot_current_or_drops_a_new_table(
+    lake: Lake, adult: pa.Table
+) -> None:
+    lake.create("adult", adult.schema)
+    kept = lake.append("adult", adult.slice(0, 10))
+    lake.append("adult", adult.slice(10, 10))
+    lake.rollback("adult", kept)
+    assert lake.snapshot_id("adult") == kept
+    assert lake.read("adult").num_rows == 10
+    lake.rollback("adult", None)
+    assert not lake.exists("adult")
+
+
 def test_read_with_a_limit(lake: Lake, adult: pa.Table) -> None:
     lake.create("adult", adult.schema)
     lake.append("adult", adult)

@@ -35,6 +35,9 @@ from control_plane.runs import RunKind
 from control_plane.settings import Settings
 from tests.conftest import RecordingExecutor
 
+# Uploads are Arrow IPC streams: bytes, generated and sent as for application/octet-stream.
+schemathesis.serializer.alias("application/vnd.apache.arrow.stream", "application/octet-stream")
+
 PROFILES = {"fast": {"examples": 12, "steps": 12}, "long": {"examples": 200, "steps": 40}}
 PROFILE = PROFILES[os.environ.get("GOVPLANE_FUZZ", "fast")]
 
