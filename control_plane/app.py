@@ -36,9 +36,11 @@ from control_plane.body_limit import BodyLimit
 from control_plane.errors import install_problem_handlers, problem_responses
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
+from control_plane.ingest import open_lake
 from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore, LineageWriter
 from control_plane.privacy_ledger import LedgerSettlement, PrivacyLedger
 from control_plane.runs import Executor, RunEngine, RunKind, RunWorker, TransitionRecorder
+from control_plane.runs.ingest import IngestExecutor
 from control_plane.runs.policy_change import PolicyChangeExecutor
 from control_plane.settings import Settings
 from control_plane.store import Database
@@ -58,7 +60,8 @@ def build_services(
 
     Args:
         settings: the configuration.
-        executors: executors by run kind, added to the built-in ones (``policy_change``).
+        executors: executors by run kind, added to (or replacing) the built-in ones
+            (``policy_change``, ``ingest``).
         recorders: what else records each run transition, after the audit trail.
     """
     db = Database(settings.sqlalchemy_url)
@@ -68,9 +71,14 @@ def build_services(
     trail = AuditLog(db, load_audit_keys(settings), cadence)
     lineage_store = LineageStore(tuple(settings.lineage_destinations))
     ledger = PrivacyLedger(trail)
+    lake = open_lake(settings)
     engine = RunEngine(
         db,
-        {RunKind.POLICY_CHANGE: PolicyChangeExecutor(db, trail), **(executors or {})},
+        {
+            RunKind.POLICY_CHANGE: PolicyChangeExecutor(db, trail),
+            RunKind.INGEST: IngestExecutor(db, trail, settings, lake),
+            **(executors or {}),
+        },
         [
             RunTransitionAudit(trail),
             LedgerSettlement(ledger),
@@ -121,6 +129,7 @@ def build_services(
         LineageWriter(db, lineage_store),
         deliverer,
         ledger,
+        lake,
     )
 
 

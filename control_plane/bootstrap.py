@@ -13,6 +13,7 @@ from audit import AuditEvent
 from control_plane.audit_trail import AuditLog, ensure_audit_keys, load_audit_keys
 from control_plane.bundles import activate_bundle, active_bundle_row
 from control_plane.identity.tokens import issue_token
+from control_plane.ingest import ensure_lake
 from control_plane.inventory.assets import PLATFORM_DOMAIN
 from control_plane.principals import create_principal
 from control_plane.settings import Settings
@@ -37,13 +38,15 @@ class Initialized:
 def initialize(settings: Settings, bundle_dir: Path | None = None) -> Initialized:
     """Create (or bring up to date) the store, install a bundle, and issue an admin token.
 
-    Safe to run again: migrations are idempotent, an active bundle and the audit keys are kept,
+    Safe to run again: migrations are idempotent, an active bundle, the audit keys, the lake and
+    the pseudonymization key are kept,
     and the existing bootstrap admin gets a new token (whoever can run this already controls
     the data directory). Each step is recorded in the audit trail.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.sqlalchemy_url)
     ensure_audit_keys(settings)
+    ensure_lake(settings)
     db = Database(settings.sqlalchemy_url)
     trail = AuditLog(db, load_audit_keys(settings))
     events: list[AuditEvent] = []

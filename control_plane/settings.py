@@ -68,6 +68,24 @@ class Settings(BaseSettings):
         '(``{"type": "http", "url": ...}``; types: http, kafka, file, console, datahub-rest, '
         "datahub-file).",
     )
+    lake_catalog: dict[str, str] = Field(
+        default_factory=dict,
+        description="pyiceberg catalog properties of the lake (``type``, ``uri``, ``warehouse``, "
+        "...); default: a SQL catalog on SQLite and a warehouse folder in the data directory.",
+    )
+    lake_namespace: str = Field(
+        default="govplane", pattern=r"^[a-z][a-z0-9_]{0,63}$", description="The lake namespace."
+    )
+    pseudonymization_key_file: Path | None = Field(
+        default=None,
+        description="Key (hex) of the HMAC pseudonyms of ingest and reads; default: in the data "
+        "directory. Never stored with the data.",
+    )
+    ingest_source_roots: tuple[Path, ...] | None = Field(
+        default=None,
+        description="Folders whose files an ingest run may read by path; default: the "
+        "``sources`` folder in the data directory. Paths outside them are refused.",
+    )
     lineage_delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     lineage_max_nodes: int = Field(
         default=5000, ge=1, le=1_000_000, description="Most nodes a lineage query returns."
@@ -102,6 +120,27 @@ class Settings(BaseSettings):
     def audit_hmac_key_path(self) -> Path:
         """Where the audit redaction (HMAC) key is."""
         return self.audit_hmac_key_file or self.data_dir / "audit-hmac.key"
+
+    @property
+    def lake_dir(self) -> Path:
+        """The embedded lake: its SQLite catalog and its warehouse folder."""
+        return self.data_dir / "lake"
+
+    @property
+    def pseudonymization_key_path(self) -> Path:
+        """Where the pseudonymization key is."""
+        return self.pseudonymization_key_file or self.data_dir / "pseudonymization.key"
+
+    @property
+    def source_roots(self) -> tuple[Path, ...]:
+        """The folders ingest may read files from, resolved."""
+        roots = self.ingest_source_roots or (self.data_dir / "sources",)
+        return tuple(root.expanduser().resolve() for root in roots)
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded Arrow data waits for its ingest run."""
+        return self.data_dir / "uploads"
 
     @property
     def oidc_enabled(self) -> bool:

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors.lake import Lake
 from control_plane.audit_trail import AuditLog, DecisionAudit
 from control_plane.authorization import Authorization, Caller, Guard
 from control_plane.errors import UnauthenticatedError
@@ -37,6 +38,7 @@ class Services:
     lineage_writer: LineageWriter
     lineage_deliverer: LineageDeliverer | None
     privacy_ledger: PrivacyLedger
+    lake: Lake
 
 
 def get_services(request: Request) -> Services:

@@ -147,6 +147,11 @@ class Dataset(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     epsilon_budget: Mapped[float | None] = mapped_column(Float)
     delta_budget: Mapped[float | None] = mapped_column(Float)
+    lake_table: Mapped[str | None] = mapped_column(String(300))
+    snapshot_id: Mapped[int | None] = mapped_column(BigInteger)
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
+    quality_report: Mapped[dict[str, Any] | None]
+    ingested_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = _created()
 

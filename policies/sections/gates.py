@@ -15,6 +15,15 @@
       high:
         - gate: fairness
           params: {sensitive_features: [sex, race], max_demographic_parity_difference: 0.1}
+    ingest:
+      quality:                       # the data-quality gate of every ingest
+        max_missing_share: 0.1       # per column
+        max_duplicate_share: 0.01    # rows repeating an earlier row
+        max_out_of_range_share: 0.0  # per column with a range
+        ranges:
+          age: {min: 0, max: 120}
+        types:                       # the type family each column must have
+          age: integer
 
 ``runs`` maps a run kind (ingest, train, evaluate, promote, deploy, federated_train,
 policy_change, export) to its gates; a kind that is not listed needs none. ``when`` restricts an
@@ -32,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -105,8 +114,41 @@ class ModelRiskEntry(Document):
         return self
 
 
+class ValueRange(Document):
+    """The closed interval a numeric column's values must lie in."""
+
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValueRange:
+        if self.min > self.max:
+            raise ValueError("min is greater than max")
+        return self
+
+
+TypeFamily = Literal["integer", "floating", "numeric", "string", "boolean", "temporal"]
+
+
+class QualityThresholds(Document):
+    """The thresholds of the data-quality gate (shares are fractions of the rows)."""
+
+    max_missing_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    max_duplicate_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    max_out_of_range_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    ranges: dict[str, ValueRange] = {}
+    types: dict[str, TypeFamily] = {}
+
+
+class IngestSection(Document):
+    """What every ingest must pass before its data is written."""
+
+    quality: QualityThresholds = QualityThresholds()
+
+
 class GatesSection(Document):
     """The parsed ``gates.yaml``."""
 
     runs: dict[RunKind, tuple[GateEntry, ...]]
     evaluate: dict[RiskTier, tuple[ModelRiskEntry, ...]] = {}
+    ingest: IngestSection = IngestSection()

@@ -10,7 +10,19 @@
           total_epsilon: 10.0                # the dataset's whole budget
           delta: 1.0e-6
         pseudonymize: [customer_id, email]   # columns replaced by pseudonyms at ingest
-        mask: [name]                         # columns masked at ingest
+        mask: [name]                         # columns whose values are removed at ingest
+        suppress: [national_id]              # columns dropped at ingest
+        generalize:                          # age bands, truncated postcodes
+          age: {band: 10}
+          postcode: {keep: 3}
+    detectors:                               # the least classification of a column holding
+      email: confidential                    # personal data of this kind
+    columns:                                 # the least classification of a column by name;
+      sex: {classification: confidential, sensitive: true}   # sensitive: values only to owners
+
+An entry of ``pseudonymize``, ``mask``, ``suppress`` or ``generalize`` names a column, or a kind
+of personal data the detectors found in a column (``email``, ``phone``, ``national_id``,
+``name``, ``date_of_birth``).
 
 Every classification (public, internal, confidential, restricted) must have a rule, so no data
 is ever governed by a default. Modes: ``plain`` (in the clear), ``dp`` (differential privacy),
@@ -20,12 +32,14 @@ is ever governed by a default. Modes: ``plain`` (in the clear), ``dp`` (differen
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field, StrictFloat, model_validator
 
 from policies.documents import Document
 from policies.vocabulary import CLASSIFICATIONS, Classification, ExecutionMode
+
+PiiKind = Literal["email", "phone", "national_id", "name", "date_of_birth"]
 
 _COLUMN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -53,6 +67,30 @@ class DpLimits(Document):
         return self
 
 
+class Generalization(Document):
+    """How a column is coarsened: numbers to bands of ``band``, text to its first ``keep``."""
+
+    band: Annotated[int, Field(ge=1)] | None = None
+    keep: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Generalization:
+        if (self.band is None) == (self.keep is None):
+            raise ValueError("give exactly one of band or keep")
+        return self
+
+
+class ColumnRule(Document):
+    """The least classification of a column by its name, and whether it is sensitive.
+
+    Sensitive attributes (sex, race, ...) are read as values only by whom policy allows
+    ``read_values``; others see pseudonyms or nothing.
+    """
+
+    classification: Classification
+    sensitive: bool = False
+
+
 class ClassificationRule(Document):
     """The execution modes one classification allows, its DP limits and hidden columns."""
 
@@ -61,6 +99,8 @@ class ClassificationRule(Document):
     dp: DpLimits | None = None
     pseudonymize: tuple[ColumnName, ...] = ()
     mask: tuple[ColumnName, ...] = ()
+    suppress: tuple[ColumnName, ...] = ()
+    generalize: dict[ColumnName, Generalization] = {}
 
     @model_validator(mode="after")
     def _consistent(self) -> ClassificationRule:
@@ -76,12 +116,16 @@ class ClassificationRule(Document):
                 if self.dp is None
                 else "dp limits are set but dp is not allowed"
             )
-        for columns in (self.pseudonymize, self.mask):
+        lists = (self.pseudonymize, self.mask, self.suppress, tuple(self.generalize))
+        for columns in lists:
             if len(set(columns)) != len(columns):
                 raise ValueError("a column is listed twice")
-        both = sorted(set(self.pseudonymize) & set(self.mask))
-        if both:
-            raise ValueError(f"columns both pseudonymized and masked: {', '.join(both)}")
+        seen: set[str] = set()
+        for columns in lists:
+            twice = sorted(seen & set(columns))
+            if twice:
+                raise ValueError(f"columns with two transformations: {', '.join(twice)}")
+            seen |= set(columns)
         return self
 
     @property
@@ -96,6 +140,8 @@ class PrivacySection(Document):
     """The parsed ``privacy.yaml``."""
 
     classifications: dict[Classification, ClassificationRule]
+    detectors: dict[PiiKind, Classification] = {}
+    columns: dict[ColumnName, ColumnRule] = {}
 
     @model_validator(mode="after")
     def _every_classification(self) -> PrivacySection:

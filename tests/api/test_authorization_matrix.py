@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -66,6 +68,7 @@ class Objects:
     run_id: str
     approval_id: str
     lineage_node: str
+    upload_id: str
 
 
 @dataclass
@@ -105,15 +108,25 @@ class Route:
     method: str
     path: str
     needs: Callable[[Cell, World], list[Need]]
-    call: Callable[[Cell, World], tuple[str, dict[str, Any] | None]]
+    call: Callable[[Cell, World], tuple[str, dict[str, Any] | bytes | None]]
     success: int = 200
     listed: Callable[[Cell, World], str] | None = None
     """For a list: the id of the cell's object that must be listed exactly when allowed."""
 
 
-def _dataset(cell: Cell) -> Need:
+def _dataset(cell: Cell, action: str = "read") -> Need:
     attributes = {"classification": "internal", "owner": "admin"}
-    return Need("read", f"dataset:ds-{cell.objects.domain}", cell.objects.domain, attributes)
+    return Need(action, f"dataset:ds-{cell.objects.domain}", cell.objects.domain, attributes)
+
+
+def _arrow(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+ROWS = pa.table({"x": [1, 2, 3]})
 
 
 def _model(cell: Cell, action: str = "read") -> Need:
@@ -305,6 +318,29 @@ ROUTES = (
         lambda c, w: [_dataset(c)],
         lambda c, w: (f"/api/v1/datasets/{c.objects.dataset_id}", None),
     ),
+    Route(
+        "POST",
+        "/api/v1/datasets/{dataset_id}/uploads",
+        lambda c, w: [_dataset(c, "ingest")],
+        lambda c, w: (f"/api/v1/datasets/{c.objects.dataset_id}/uploads", _arrow(ROWS)),
+        success=201,
+    ),
+    Route(
+        "POST",
+        "/api/v1/datasets/{dataset_id}/uploads/{upload_id}",
+        lambda c, w: [_dataset(c, "ingest")],
+        lambda c, w: (
+            f"/api/v1/datasets/{c.objects.dataset_id}/uploads/{c.objects.upload_id}",
+            _arrow(ROWS),
+        ),
+        success=201,
+    ),
+    Route(
+        "GET",
+        "/api/v1/datasets/{dataset_id}/preview",
+        lambda c, w: [_dataset(c)],
+        lambda c, w: (f"/api/v1/datasets/{c.objects.dataset_id}/preview", None),
+    ),
     _creation("model", {"risk_tier": "medium"}, {"intended_use": "scoring"}),
     Route(
         "GET",
@@ -481,6 +517,21 @@ def _register(client: TestClient, domain: str) -> Objects:
     drain(client)
     approvals = client.get("/api/v1/approvals", params={"limit": 200}).json()["items"]
     (approval,) = [item for item in approvals if item["run_id"] == run["id"]]
+    # The dataset is ingested (for previews), and one more upload waits for parts.
+    uploads = f"/api/v1/datasets/{dataset['id']}/uploads"
+    ingested = _created(client.post(uploads, content=_arrow(ROWS), headers=_ARROW_HEADERS))
+    _created(
+        client.post(
+            "/api/v1/runs",
+            json={
+                "kind": "ingest",
+                "target": f"dataset:{dataset['name']}",
+                "params": {"source": {"upload": ingested["upload_id"]}},
+            },
+        )
+    )
+    drain(client)
+    upload = _created(client.post(uploads, content=_arrow(ROWS), headers=_ARROW_HEADERS))
     # A job of the domain reading one dataset and writing another: lineage nodes of the domain
     event = run_event("build", [f"raw-{domain}"], [f"clean-{domain}"], namespace=f"lake-{domain}")
     _created(client.post("/api/v1/lineage", params={"domain": domain}, json=event))
@@ -492,6 +543,7 @@ def _register(client: TestClient, domain: str) -> Objects:
         run["id"],
         approval["id"],
         ds(f"clean-{domain}"),
+        upload["upload_id"],
     )
 
 
@@ -540,6 +592,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(client, tokens, objects, target["id"], CasbinReference(BUNDLE, assignments))
 
 
+_ARROW_HEADERS = {"Content-Type": "application/vnd.apache.arrow.stream"}
+
+
 def _cell(role: str, scope: str) -> tuple[str, str]:
     return caller_name(role, scope), OTHER if scope == "other" else OWN
 
@@ -564,6 +619,8 @@ def _call(world: World, route: Route, cell: Cell) -> Response:
     headers = as_caller(world.client, world.tokens[cell.caller])
     if route.method == "GET":
         return world.client.get(url, headers=headers)
+    if isinstance(body, bytes):
+        return world.client.post(url, content=body, headers={**headers, **_ARROW_HEADERS})
     return world.client.post(url, json=body, headers=headers)
 
 

@@ -34,6 +34,9 @@ from control_plane.runs import RunKind
 from control_plane.settings import Settings
 from tests.conftest import RecordingExecutor
 
+# Uploads are Arrow IPC streams: bytes, generated and sent as for application/octet-stream.
+schemathesis.serializer.alias("application/vnd.apache.arrow.stream", "application/octet-stream")
+
 PROFILES = {"fast": {"examples": 12, "steps": 12}, "long": {"examples": 200, "steps": 40}}
 PROFILE = PROFILES[os.environ.get("GOVPLANE_FUZZ", "fast")]
 
@@ -42,11 +45,14 @@ PROFILE = PROFILES[os.environ.get("GOVPLANE_FUZZ", "fast")]
 # has no executor for, an asset reference of an unknown type; a RunEvent or an ``as_of`` whose
 # date is not in the calendar, a malformed columnLineage facet; a proof of records or a tree
 # larger than the log is now, or between a larger first tree and a smaller second one; a
-# reservation the budget cannot cover or one that is not open.
+# reservation the budget cannot cover or one that is not open; an upload body that is not an
+# Arrow IPC stream.
 SEMANTIC_VALIDATION = [
     ("POST", "/api/v1/policies"),
     ("POST", "/api/v1/principals"),
     ("POST", "/api/v1/runs"),
+    ("POST", "/api/v1/datasets/{dataset_id}/uploads"),
+    ("POST", "/api/v1/datasets/{dataset_id}/uploads/{upload_id}"),
     ("POST", "/api/v1/lineage"),
     ("POST", "/api/v1/lineage/batch"),
     ("GET", "/api/v1/lineage/graph"),

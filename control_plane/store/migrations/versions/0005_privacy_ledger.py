@@ -1,7 +1,7 @@
 """privacy ledger: per-dataset privacy spend and the reservations of runs
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-23 12:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import control_plane.store.models
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
