@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.registry import MlflowRegistry, MlflowRegistryConfig
+from connectors.registry import MlflowRegistry, MlflowRegistryConfig, ModelRegistry
 from connectors.training import LocalRunner, LocalRunnerConfig, Orchestrator
 from control_plane.settings import Settings
 
@@ -17,7 +17,7 @@ def registry_config(settings: Settings) -> MlflowRegistryConfig:
     )
 
 
-def model_registry(settings: Settings) -> MlflowRegistry:
+def model_registry(settings: Settings) -> ModelRegistry:
     """The model registry the settings name."""
     return MlflowRegistry(registry_config(settings))
 
@@ -27,7 +27,7 @@ def ensure_model_registry(settings: Settings) -> None:
     if settings.mlflow_tracking_uri is not None:
         return
     (settings.mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
-    model_registry(settings).ensure_store()
+    MlflowRegistry(registry_config(settings)).ensure_store()
 
 
 def orchestrator(settings: Settings) -> Orchestrator:

@@ -130,7 +130,12 @@ class ModelRegistry(Protocol):
     def kind(self) -> str: ...
 
     def register(
-        self, name: str, model: Any, flavor: ModelFlavor, provenance: Provenance
+        self,
+        name: str,
+        model: Any,
+        flavor: ModelFlavor,
+        provenance: Provenance,
+        input_example: Any = None,
     ) -> RegisteredVersion:
         """Log ``model`` with its provenance and register it as a new version of ``name``."""
         ...

@@ -8,6 +8,7 @@ artifact digest matched the one govplane recorded, so MLflow's pickle loaders ar
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +66,9 @@ class MlflowRegistry:
     def client(self) -> Any:
         """The ``mlflow.MlflowClient`` (created on first use; it never touches global state)."""
         if self._client is None:
+            # A governance control plane reports nothing to MLflow's telemetry service unless
+            # its operator opts in by setting the variable.
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
             from mlflow import MlflowClient
 
             self._client = MlflowClient(
