@@ -8,8 +8,11 @@ artifact digest matched the one govplane recorded, so MLflow's pickle loaders ar
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,7 +84,8 @@ class MlflowRegistry:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-        existing = self.client.get_experiment_by_name(self._config.experiment)
+        with _quiet("mlflow.store.db.utils", "alembic"):  # schema creation logs at INFO
+            existing = self.client.get_experiment_by_name(self._config.experiment)
         if existing is not None:
             return str(existing.experiment_id)
         try:
@@ -114,8 +118,9 @@ class MlflowRegistry:
                 exported program is traced on it.
 
         Raises:
+            ValueError: ``name`` cannot appear in a registry URI.
             NotSupportedError: the flavor cannot serialize this model.
-            RegistryError: MLflow refused the run or the version.
+            mlflow.exceptions.MlflowException: MLflow refused the run or the version.
         """
         ModelUri.parse(f"models:/{name}/1")  # the name must be usable in a registry URI
         tags = provenance.as_tags()
@@ -207,6 +212,19 @@ class MlflowRegistry:
         except MlflowException as error:
             if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
+
+
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Only warnings and errors from ``loggers`` while the block runs."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _save(model: Any, flavor: ModelFlavor, folder: Path, input_example: Any) -> None:
