@@ -67,14 +67,17 @@ def init(
     ] = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Create the embedded default store and print a bootstrap admin token (shown once)."""
+    """Create the embedded default (store, MLflow registry) and print an admin token (once)."""
     from control_plane.bootstrap import initialize
+    from control_plane.connectors import ensure_model_registry
     from policies import BundleError
 
+    settings = _settings(data_dir)
     try:
-        done = initialize(_settings(data_dir), bundle)
+        done = initialize(settings, bundle)
     except BundleError as exc:
         _fail(f"invalid policy bundle: {exc}")
+    ensure_model_registry(settings)
     data = {
         "admin_token": done.admin_token,
         "data_dir": str(done.data_dir),

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DESTINATION = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -90,6 +90,39 @@ class Settings(BaseSettings):
     lineage_max_nodes: int = Field(
         default=5000, ge=1, le=1_000_000, description="Most nodes a lineage query returns."
     )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking server or store; default: a SQLite store in the data "
+        "directory.",
+    )
+    mlflow_registry_uri: str | None = Field(
+        default=None, description="MLflow model registry store; default: the tracking store."
+    )
+    mlflow_experiment: str = Field(
+        default="govplane", min_length=1, max_length=256, description="MLflow experiment."
+    )
+    training_timeout_seconds: float = Field(
+        default=3600, gt=0, le=7 * 24 * 3600, description="Longest a local training job runs."
+    )
+    kfp_host: str | None = Field(
+        default=None, description="Kubeflow Pipelines API; when set, training runs there."
+    )
+    kfp_namespace: str = Field(default="kubeflow", min_length=1)
+    kfp_experiment: str = Field(default="govplane", min_length=1)
+    kfp_image: str | None = Field(
+        default=None, description="Container image (govplane installed) of the pipeline steps."
+    )
+    kfp_govplane_url: str | None = Field(
+        default=None, description="Where pipeline steps reach this API to report back."
+    )
+    kfp_token_secret: str = Field(
+        default="govplane-report-token",
+        min_length=1,
+        description="Kubernetes secret (key ``token``) with the report step's API token.",
+    )
+    kfp_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the KFP API, if it needs one."
+    )
 
     @field_validator("lineage_destinations")
     @classmethod
@@ -100,6 +133,14 @@ class Settings(BaseSettings):
             if "type" not in config:
                 raise ValueError(f"destination {name!r} has no transport type")
         return value
+
+    @model_validator(mode="after")
+    def _kfp_complete(self) -> Settings:
+        if self.kfp_host and not (self.kfp_image and self.kfp_govplane_url):
+            raise ValueError(
+                "GOVPLANE_KFP_HOST needs GOVPLANE_KFP_IMAGE and GOVPLANE_KFP_GOVPLANE_URL"
+            )
+        return self
 
     @field_validator("data_dir")
     @classmethod
@@ -141,6 +182,21 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         """Where uploaded Arrow data waits for its ingest run."""
         return self.data_dir / "uploads"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """The embedded MLflow store's folder (SQLite tracking store and artifacts)."""
+        return self.data_dir / "mlflow"
+
+    @property
+    def mlflow_tracking(self) -> str:
+        """The MLflow tracking URI: the configured one, or the embedded SQLite store."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_location(self) -> str | None:
+        """Where the embedded store keeps artifacts; a tracking server decides its own."""
+        return None if self.mlflow_tracking_uri else (self.mlflow_dir / "artifacts").as_uri()
 
     @property
     def oidc_enabled(self) -> bool:

@@ -53,6 +53,8 @@ class ModelVersionOut(ResponseModel):
     stage: str
     source_run_id: str | None
     evidence: dict[str, Any]
+    registry_uri: str | None
+    artifact_digest: str | None
     created_at: datetime
 
 
@@ -115,5 +117,7 @@ def get_version(
             stage=row.stage,
             source_run_id=row.source_run_id,
             evidence=row.evidence,
+            registry_uri=row.registry_uri,
+            artifact_digest=row.artifact_digest,
             created_at=row.created_at,
         )

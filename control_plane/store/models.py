@@ -172,7 +172,7 @@ class Model(Base):
 
 
 class ModelVersion(Base):
-    """One version of a model, with its stage and evidence."""
+    """One version of a model: stage, evidence, and the registry version it links to."""
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("model_id", "version"),)
@@ -182,6 +182,8 @@ class ModelVersion(Base):
     stage: Mapped[str] = mapped_column(String(32), default="none")
     source_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    registry_uri: Mapped[str | None] = mapped_column(String(300), unique=True)
+    artifact_digest: Mapped[str | None] = mapped_column(String(71))
     created_at: Mapped[datetime] = _created()
 
 

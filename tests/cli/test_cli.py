@@ -46,6 +46,9 @@ def test_init_prints_an_admin_token_once_as_json(tmp_path: Path) -> None:
     assert out["admin_token"].startswith("gp_")
     assert out["bundle_version"].startswith("sha256:")
     assert (tmp_path / "d" / "govplane.db").exists()
+    # and the embedded MLflow registry: its SQLite tracking store and artifact folder
+    assert (tmp_path / "d" / "mlflow" / "mlflow.db").exists()
+    assert (tmp_path / "d" / "mlflow" / "artifacts").is_dir()
 
 
 def test_init_again_keeps_the_store_and_issues_a_new_token(tmp_path: Path) -> None:

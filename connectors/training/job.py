@@ -1,0 +1,85 @@
+"""What a training job is: the pinned data it reads, what it trains, where the model goes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from connectors.registry import MlflowRegistryConfig
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"
+Name = Annotated[str, StringConstraints(pattern=_NAME)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SnapshotSource(_Frozen):
+    """One pinned snapshot of an Iceberg table.
+
+    Attributes:
+        dataset_id: govplane's id of the dataset the table holds.
+        catalog_name: the catalog's name (a SQL catalog keeps tables per name).
+        catalog: pyiceberg catalog properties (``type``, ``uri``, ``warehouse``, ...).
+        table: the table identifier, ``namespace.name``.
+        snapshot_id: the snapshot the job reads, whatever was written since.
+    """
+
+    dataset_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    catalog_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    catalog: dict[str, str]
+    table: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$")]
+    snapshot_id: int
+
+
+class TrainingJob(_Frozen):
+    """A training job of a governed run, as an orchestrator carries it out.
+
+    Attributes:
+        run_id: the governed run (provenance of the model).
+        model_name: the model's name in govplane's inventory and in the registry.
+        source: the pinned data.
+        label: the target column; ``positive_label`` its positive class.
+        privacy_mode: the run's privacy mode; the trainer here refuses any but ``plain``.
+        test_fraction: share of rows held out for evaluation; ``seed`` fixes the split.
+        registry: where the trained model is registered.
+        domain: the governed run's domain; ``job_namespace`` and ``job_name`` its OpenLineage
+            job, for the report back.
+    """
+
+    run_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    model_name: Name
+    source: SnapshotSource
+    label: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    positive_label: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    privacy_mode: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "plain"
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    registry: MlflowRegistryConfig
+    domain: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    job_namespace: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    job_name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class TrainingOutcome(_Frozen):
+    """What a finished training job reports back.
+
+    Attributes:
+        model_uri: the registered version, ``models:/NAME/VERSION``.
+        artifact_digest: ``sha256:`` over the model's artifact files.
+        registry_run_id: the registry's run that logged the model.
+        metrics: evaluation on the held-out rows (``accuracy``, ``roc_auc``).
+        rows: rows trained on (``train``) and held out (``test``).
+    """
+
+    model_uri: str
+    artifact_digest: str
+    registry_run_id: str
+    metrics: dict[str, float]
+    rows: dict[str, int]
+
+    def as_outputs(self) -> dict[str, Any]:
+        """The outcome as JSON-serializable run outputs."""
+        return self.model_dump(mode="json")
