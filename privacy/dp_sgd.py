@@ -10,6 +10,7 @@ returned as evidence next to what the engine's own accountant says.
 from __future__ import annotations
 
 import importlib.util
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -82,6 +83,13 @@ class DpSgdPlan:
             raise ValueError("epochs and batch size must be at least 1")
         if self.accountant not in ("rdp", "prv"):
             raise ValueError(f"unknown accountant {self.accountant!r} (known: rdp, prv)")
+
+    def schedule(self, records: int) -> tuple[float, int]:
+        """The Poisson sample rate and the number of steps of this plan over ``records``."""
+        if records < 1:
+            raise ValueError("DP-SGD needs at least one record")
+        batches = math.ceil(records / self.batch_size)
+        return 1 / batches, self.epochs * batches
 
 
 @dataclass(frozen=True)
@@ -193,8 +201,7 @@ def train_dp_sgd(
             "production DP-SGD needs a cryptographically secure generator (torchcsprng) for "
             "noise and sampling; it is not installed, so the run is refused"
         )
-    sample_rate = 1 / len(loader)
-    steps = plan.epochs * len(loader)
+    sample_rate, steps = plan.schedule(len(loader.dataset))  # type: ignore[arg-type]
     noise = plan.noise_multiplier
     if noise is None:
         assert plan.target_epsilon is not None

@@ -25,6 +25,8 @@ from pyiceberg.table import Table
 from connectors.lake.base import LakeError, Snapshot
 
 DEFAULT_NAMESPACE = "govplane"
+#: The name govplane opens its catalog under (a SQL catalog keeps tables per catalog name).
+CATALOG_NAME = "govplane"
 
 
 class IcebergLake:
@@ -41,16 +43,8 @@ class IcebergLake:
     @classmethod
     def embedded(cls, directory: Path, namespace: str = DEFAULT_NAMESPACE) -> IcebergLake:
         """The embedded lake: ``catalog.db`` (SQLite) and ``warehouse/`` under ``directory``."""
-        warehouse = directory / "warehouse"
-        warehouse.mkdir(parents=True, exist_ok=True)
-        return cls.from_properties(
-            {
-                "type": "sql",
-                "uri": f"sqlite:///{directory / 'catalog.db'}",
-                "warehouse": warehouse.resolve().as_uri(),
-            },
-            namespace,
-        )
+        (directory / "warehouse").mkdir(parents=True, exist_ok=True)
+        return cls.from_properties(embedded_properties(directory), namespace)
 
     @classmethod
     def from_properties(
@@ -58,7 +52,7 @@ class IcebergLake:
     ) -> IcebergLake:
         """A lake on the catalog pyiceberg builds from ``properties``."""
         try:
-            catalog = load_catalog("govplane", **dict(properties))
+            catalog = load_catalog(CATALOG_NAME, **dict(properties))
         except Exception as exc:
             raise LakeError(f"cannot open the Iceberg catalog: {exc}") from exc
         return cls(catalog, namespace)
@@ -138,6 +132,15 @@ class IcebergLake:
 
     def tables(self) -> list[str]:
         return sorted(name for _, name in self._catalog.list_tables(self._namespace))
+
+
+def embedded_properties(directory: Path) -> dict[str, str]:
+    """The pyiceberg catalog properties of the embedded lake under ``directory``."""
+    return {
+        "type": "sql",
+        "uri": f"sqlite:///{directory / 'catalog.db'}",
+        "warehouse": (directory / "warehouse").resolve().as_uri(),
+    }
 
 
 def _current(table: Table, name: str) -> int:

@@ -8,11 +8,12 @@ from connectors.training.base import (
     SubmissionState,
     TrainingFailedError,
 )
-from connectors.training.job import SnapshotSource, TrainingJob, TrainingOutcome
+from connectors.training.job import DpTraining, SnapshotSource, TrainingJob, TrainingOutcome
 from connectors.training.local import LocalRunner, LocalRunnerConfig
 from connectors.training.steps import TrainingRefusedError
 
 __all__ = [
+    "DpTraining",
     "LocalRunner",
     "LocalRunnerConfig",
     "Orchestrator",

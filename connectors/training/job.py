@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -34,6 +34,31 @@ class SnapshotSource(_Frozen):
     snapshot_id: int
 
 
+class DpTraining(_Frozen):
+    """How a ``dp`` job trains its 2-layer MLP with DP-SGD (Poisson sampling, opacus).
+
+    Attributes:
+        noise_multiplier: the noise scale sigma, fixed by the control plane's plan.
+        max_epsilon: the epsilon reserved for the job; a job whose steps would spend more at
+            ``delta`` is refused before it trains.
+        delta: the delta the job is accounted at.
+        max_grad_norm: the per-sample clipping bound.
+        epochs: passes over the training rows; ``batch_size`` the expected batch size.
+        accountant: ``rdp`` or ``prv``.
+        hidden_units: width of the hidden layer; ``learning_rate`` of plain SGD.
+    """
+
+    noise_multiplier: float = Field(gt=0, le=1000)
+    max_epsilon: float = Field(gt=0)
+    delta: float = Field(gt=0, lt=1)
+    max_grad_norm: float = Field(gt=0, le=1000)
+    epochs: int = Field(ge=1, le=100)
+    batch_size: int = Field(ge=1, le=100_000)
+    accountant: Literal["rdp", "prv"] = "rdp"
+    hidden_units: int = Field(default=64, ge=1, le=4096)
+    learning_rate: float = Field(default=0.1, gt=0, le=10)
+
+
 class TrainingJob(_Frozen):
     """A training job of a governed run, as an orchestrator carries it out.
 
@@ -42,7 +67,8 @@ class TrainingJob(_Frozen):
         model_name: the model's name in govplane's inventory and in the registry.
         source: the pinned data.
         label: the target column; ``positive_label`` its positive class.
-        privacy_mode: the run's privacy mode; the trainer here refuses any but ``plain``.
+        privacy_mode: the run's privacy mode: ``plain`` or ``dp`` (the trainer refuses others).
+        dp: the DP-SGD plan; required in ``dp`` mode, refused in any other.
         test_fraction: share of rows held out for evaluation; ``seed`` fixes the split.
         registry: where the trained model is registered.
         domain: the governed run's domain; ``job_namespace`` and ``job_name`` its OpenLineage
@@ -55,6 +81,7 @@ class TrainingJob(_Frozen):
     label: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     positive_label: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     privacy_mode: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "plain"
+    dp: DpTraining | None = None
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     registry: MlflowRegistryConfig
@@ -72,6 +99,8 @@ class TrainingOutcome(_Frozen):
         registry_run_id: the registry's run that logged the model.
         metrics: evaluation on the held-out rows (``accuracy``, ``roc_auc``).
         rows: rows trained on (``train``) and held out (``test``).
+        features: the columns the model predicts from.
+        privacy: the DP-SGD evidence of a ``dp`` job (``privacy.dp_sgd.DpSgdEvidence``).
     """
 
     model_uri: str
@@ -79,6 +108,8 @@ class TrainingOutcome(_Frozen):
     registry_run_id: str
     metrics: dict[str, float]
     rows: dict[str, int]
+    features: list[str] = []
+    privacy: dict[str, Any] | None = None
 
     def as_outputs(self) -> dict[str, Any]:
         """The outcome as JSON-serializable run outputs."""

@@ -66,18 +66,20 @@ def read_snapshot_step(job_json: str, data: dsl.Output[dsl.Dataset]) -> None:
 def train_step(job_json: str, data: dsl.Input[dsl.Dataset]) -> NamedTuple(  # type: ignore[valid-type]
     "Registered", model_uri=str, artifact_digest=str, registry_run_id=str, train_rows=int
 ):
-    """Fit on the training rows and register the model; its registry URI and digest."""
+    """Train on the training rows (the job's privacy mode) and register the model; its
+    registry URI and digest."""
     import pandas as pd
 
     from connectors.registry import ModelFlavor
     from connectors.registry.mlflow import MlflowRegistry
     from connectors.training.job import TrainingJob
-    from connectors.training.steps import fit, provenance, split
+    from connectors.training.steps import provenance, split, train_model
 
     job = TrainingJob.model_validate_json(job_json)
     train, _ = split(pd.read_parquet(data.path), job)
+    trained = train_model(train, job)
     registered = MlflowRegistry(job.registry).register(
-        job.model_name, fit(train, job), ModelFlavor.SKLEARN, provenance(job)
+        job.model_name, trained.model, ModelFlavor.SKLEARN, provenance(job, trained.privacy)
     )
     return (
         str(registered.uri),

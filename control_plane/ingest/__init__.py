@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from control_plane.ingest.lake import ensure_lake, open_lake
+from control_plane.ingest.lake import ensure_lake, lake_catalog, open_lake
 
-__all__ = ["ensure_lake", "open_lake"]
+__all__ = ["ensure_lake", "lake_catalog", "open_lake"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from connectors.lake import IcebergLake, Lake
+from connectors.lake import IcebergLake, Lake, embedded_properties
 from control_plane.settings import Settings
 
 
@@ -13,6 +13,11 @@ def open_lake(settings: Settings) -> Lake:
     if settings.lake_catalog:
         return IcebergLake.from_properties(settings.lake_catalog, settings.lake_namespace)
     return IcebergLake.embedded(settings.lake_dir, settings.lake_namespace)
+
+
+def lake_catalog(settings: Settings) -> dict[str, str]:
+    """The pyiceberg catalog properties of the configured lake (what a training job reads)."""
+    return dict(settings.lake_catalog) or embedded_properties(settings.lake_dir)
 
 
 def ensure_lake(settings: Settings) -> None:

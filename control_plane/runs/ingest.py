@@ -23,7 +23,6 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import func, select
 
-from audit import AuditEvent
 from connectors.lake import Lake, LakeError
 from control_plane.audit_trail import AuditLog
 from control_plane.ingest.classification import (
@@ -254,16 +253,7 @@ class IngestExecutor:
             }
             self._trail.append(
                 session,
-                [
-                    AuditEvent(
-                        actor=context.submitted_by,
-                        action="dataset.ingest",
-                        resource=context.target,
-                        decision="ok",
-                        run_id=context.run_id,
-                        payload=outputs,
-                    )
-                ],
+                [context.audit_event("dataset.ingest", outputs)],
             )
         return outputs
 

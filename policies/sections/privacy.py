@@ -110,12 +110,11 @@ class ClassificationRule(Document):
             raise ValueError("allowed_modes is empty")
         if len(set(self.modes)) != len(self.modes):
             raise ValueError("a mode is listed twice")
-        if ("dp" in self.modes) != (self.dp is not None):
-            raise ValueError(
-                "dp limits are required when dp is allowed"
-                if self.dp is None
-                else "dp limits are set but dp is not allowed"
-            )
+        # Federated training spends DP budget too (site-level DP on the updates).
+        if "dp" in self.modes and self.dp is None:
+            raise ValueError("dp limits are required when dp is allowed")
+        if self.dp is not None and not {"dp", "federated"} & set(self.modes):
+            raise ValueError("dp limits are set but neither dp nor federated is allowed")
         lists = (self.pseudonymize, self.mask, self.suppress, tuple(self.generalize))
         for columns in lists:
             if len(set(columns)) != len(columns):

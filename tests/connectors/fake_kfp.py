@@ -8,7 +8,6 @@ run unchanged up to the network. It validates what it is sent the way the KFP AP
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+
+from tests.loopback import serve_on_loopback
 
 API = "/apis/v2beta1"
 
@@ -97,17 +97,6 @@ def _app(state: FakeKfp) -> FastAPI:
 def fake_kfp() -> Iterator[FakeKfp]:
     """Serve the fake on a free loopback port for the duration of the block."""
     state = FakeKfp()
-    server = uvicorn.Server(
-        uvicorn.Config(_app(state), host="127.0.0.1", port=0, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    state.url = f"http://127.0.0.1:{port}"
-    try:
+    with serve_on_loopback(_app(state)) as url:
+        state.url = url
         yield state
-    finally:
-        server.should_exit = True
-        thread.join(10)

@@ -71,8 +71,8 @@ def test_runner_trains_on_the_pinned_snapshot_and_registers_the_model(
 def test_a_refused_job_reports_its_exit_status_and_stderr(
     iceberg_adult: IcebergTable, mlflow_config: MlflowRegistryConfig
 ) -> None:
-    job = _job(iceberg_adult, mlflow_config, privacy_mode="dp")
-    with pytest.raises(TrainingFailedError, match="privacy mode 'dp'") as failed:
+    job = _job(iceberg_adult, mlflow_config, privacy_mode="he")
+    with pytest.raises(TrainingFailedError, match="privacy mode 'he'") as failed:
         LocalRunner(LocalRunnerConfig(timeout_seconds=300)).submit(job)
     assert failed.value.exit_status == 2
     assert "refused" in failed.value.stderr

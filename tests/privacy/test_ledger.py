@@ -170,18 +170,19 @@ def test_delta_is_a_budget_too(client: TestClient) -> None:
         _reserve(client, dataset_id, second, 1.0, 5e-7)
 
 
-def test_data_without_dp_has_no_budget(client: TestClient) -> None:
-    # Given restricted data, which privacy.yaml allows only federated training on
+def test_restricted_data_has_a_budget_for_federated_dp_only(client: TestClient) -> None:
+    # Given restricted data, which privacy.yaml allows only federated training on, with
+    # site-level DP charged to it
     dataset_id = _dataset(client, "patients", "restricted")
     run_id = _run(client, "patients")
-    # When its budget is read, and a run tries to reserve on it
+    # When its budget is read, and a run tries to reserve more than one run may spend
     budget = _budget(client, dataset_id)
-    # Then the budget is empty and the reservation is refused, naming the rule
-    assert budget["dp_allowed"] is False
-    assert budget["epsilon"] == {"budget": 0.0, "spent": 0.0, "reserved": 0.0, "left": 0.0}
-    with pytest.raises(InvalidInputError, match="allows no dp on restricted data") as refused:
-        _reserve(client, dataset_id, run_id, 1.0, 1e-7)
-    assert refused.value.extensions["rule"] == "privacy.yaml:classifications.restricted"
+    # Then the budget is the restricted rule's, and the reservation is refused, naming the rule
+    assert budget["dp_allowed"] is True
+    assert budget["epsilon"] == {"budget": 10.0, "spent": 0.0, "reserved": 0.0, "left": 10.0}
+    with pytest.raises(InvalidInputError, match="per run") as refused:
+        _reserve(client, dataset_id, run_id, 3.5, 1e-7)
+    assert refused.value.extensions["rule"] == "privacy.yaml:classifications.restricted.dp"
 
 
 def test_concurrent_reservations_never_exceed_the_budget(client: TestClient) -> None:
