@@ -1,5 +1,14 @@
 """Bias mitigation: a new candidate model whose decisions meet a fairness constraint.
 
+:func:`refit_fair` is the mitigation a governed run registers: a plain scikit-learn Pipeline that
+does not take the sensitive columns at all. They constrain the fit only: fairlearn's
+``ExponentiatedGradient`` (a few iterations over a ``LogisticRegression`` on the same kind of
+preprocessing as the parent) yields a set of predictors, and instead of its randomized mixture
+the candidate is the single most accurate predictor whose disparity on the training snapshot is
+within the bound (or, when none is, the least disparate one). Being one deterministic Pipeline of
+scikit-learn types, it can be registered, explained by the linear explainer, and its decisions
+cannot change when a sensitive attribute is flipped.
+
 :func:`mitigate` post-processes a fitted classifier with fairlearn's ``ThresholdOptimizer``: one
 (randomized) decision threshold per group of the sensitive features, chosen on the training
 snapshot so that the constraint (``demographic_parity``, ``equalized_odds``, ...) holds while
@@ -14,13 +23,18 @@ same evaluation data, computed by :func:`policies.gates.disparities`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 import pandas
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from policies.gates.evaluation import EvaluationError, ModelEvaluation
 from policies.gates.fairness import Disparity, disparities
@@ -31,6 +45,11 @@ Constraint = Literal[
     "true_positive_rate_parity",
     "false_positive_rate_parity",
 ]
+
+
+RefitConstraint = Literal["demographic_parity", "equalized_odds"]
+THRESHOLD_OPTIMIZER = "fairlearn.postprocessing.ThresholdOptimizer"
+EXPONENTIATED_GRADIENT = "fairlearn.reductions.ExponentiatedGradient"
 
 
 class MitigatedClassifier:
@@ -75,23 +94,21 @@ class Mitigation:
     """A mitigated candidate and the disparities before and after, on the same data."""
 
     candidate: ModelEvaluation
+    method: str
     constraint: str
     before: tuple[Disparity, ...]
     after: tuple[Disparity, ...]
+    fit: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """How the candidate was chosen, JSON-ready (empty for post-processing)."""
 
     def evidence(self) -> dict[str, Any]:
-        """Before/after disparities of each sensitive feature, JSON-ready."""
+        """The method and the before/after disparities by sensitive feature name, JSON-ready."""
         return {
-            "method": "fairlearn.postprocessing.ThresholdOptimizer",
+            "method": self.method,
             "constraint": self.constraint,
-            "features": [
-                {
-                    "features": list(old.features),
-                    "before": _summary(old),
-                    "after": _summary(new),
-                }
-                for old, new in zip(self.before, self.after, strict=True)
-            ],
+            "fit": dict(self.fit),
+            "before": {d.name: _summary(d) for d in self.before},
+            "after": {d.name: _summary(d) for d in self.after},
         }
 
 
@@ -152,13 +169,150 @@ def mitigate(
         features=tuple(dict.fromkeys([*evaluation.features, *sensitive])),
         predictions=None,
     )
+    return _compared(
+        evaluation, candidate, THRESHOLD_OPTIMIZER, constraint, sensitive, {}, min_group_size
+    )
+
+
+def refit_fair(
+    evaluation: ModelEvaluation,
+    sensitive_features: Sequence[str],
+    constraint: RefitConstraint = "demographic_parity",
+    difference_bound: float = 0.01,
+    max_iter: int = 15,
+    min_group_size: int = 1,
+    drop_features: Sequence[str] = (),
+) -> Mitigation:
+    """A Pipeline refit on the training snapshot under ``constraint``, without sensitive columns.
+
+    Args:
+        evaluation: the parent model, its training snapshot (``reference``, where the candidate
+            is fitted) and the evaluation data (where before and after are measured).
+        sensitive_features: the columns whose groups (their intersection, as fairlearn forms
+            it) constrain the fit; the candidate does not take them.
+        constraint: the fairlearn moment bounded during the fit.
+        difference_bound: the bound on the moment, also ``ExponentiatedGradient``'s allowed
+            violation; a predictor is within the bound when its training disparity is at most
+            twice this (the bound plus the allowed violation).
+        max_iter: ``ExponentiatedGradient``'s iterations (each fits one LogisticRegression).
+        min_group_size: groups smaller than this do not enter the reported disparities.
+        drop_features: further columns the candidate does not take (proxies, or sensitive
+            columns a policy forbids that do not constrain the fit).
+
+    Raises:
+        EvaluationError: no training snapshot, a missing column, a constraint that is not
+            offered, or no feature left once the sensitive ones are dropped.
+    """
+    from fairlearn.reductions import (  # fairlearn loads lazily
+        DemographicParity,
+        EqualizedOdds,
+        ExponentiatedGradient,
+    )
+
+    if constraint not in get_args(RefitConstraint):
+        raise EvaluationError(f"refit_fair offers {', '.join(get_args(RefitConstraint))}")
+    reference = evaluation.reference
+    if reference is None:
+        raise EvaluationError("mitigation fits its candidate on the training snapshot")
+    sensitive = list(sensitive_features)
+    dropped = {*sensitive, *drop_features}
+    kept = tuple(f for f in evaluation.features if f not in dropped)
+    if not kept:
+        raise EvaluationError("no feature is left once the sensitive ones are dropped")
+    evaluation.require_columns(reference, [*evaluation.features, *sensitive], "reference")
+    training = dataclasses.replace(evaluation, current=reference, predictions=None)
+    outcomes = training.outcomes
+    labels = reference[evaluation.label]
+    negative = sorted(set(labels.dropna()) - {evaluation.positive_label}, key=str)[0]
+    prepare = _preprocessing(reference[list(kept)]).fit(reference[list(kept)])
+    inputs = _dense(prepare.transform(reference[list(kept)]))
+    moment = (DemographicParity if constraint == "demographic_parity" else EqualizedOdds)(
+        difference_bound=difference_bound
+    )
+    reduction = ExponentiatedGradient(
+        LogisticRegression(max_iter=1000), moment, eps=difference_bound, max_iter=max_iter
+    )
+    reduction.fit(inputs, outcomes, sensitive_features=reference[sensitive])
+    groups = {feature: training.groups(feature) for feature in sensitive}
+    scored = []
+    for predictor in reduction.predictors_:
+        decisions = np.asarray(predictor.predict(inputs), dtype=np.int8)
+        joint = disparities(outcomes, decisions, groups)[-1]
+        gap = (
+            joint.demographic_parity_difference
+            if constraint == "demographic_parity"
+            else joint.equalized_odds_difference
+        )
+        scored.append((predictor, gap, float((decisions == outcomes).mean())))
+    within = [entry for entry in scored if entry[1] <= 2 * difference_bound]
+    chosen, gap, accuracy = (
+        max(within, key=lambda entry: entry[2])
+        if within
+        else min(scored, key=lambda entry: entry[1])
+    )
+    # The reduction fits on 0/1 outcomes; the candidate decides in the label's own values.
+    chosen.classes_ = np.asarray([negative, evaluation.positive_label], dtype=object)
+    model = Pipeline([("prepare", prepare), ("classify", chosen)])
+    candidate = dataclasses.replace(evaluation, model=model, features=kept, predictions=None)
+    fit = {
+        "base_estimator": "sklearn.linear_model.LogisticRegression",
+        "sensitive_features": sensitive,
+        "difference_bound": difference_bound,
+        "max_iter": max_iter,
+        "predictors": len(scored),
+        "within_bound": len(within),
+        "training_disparity": gap,
+        "training_accuracy": accuracy,
+        "dropped_features": [f for f in evaluation.features if f in dropped],
+    }
+    return _compared(
+        evaluation, candidate, EXPONENTIATED_GRADIENT, constraint, sensitive, fit, min_group_size
+    )
+
+
+def _compared(
+    evaluation: ModelEvaluation,
+    candidate: ModelEvaluation,
+    method: str,
+    constraint: str,
+    sensitive: Sequence[str],
+    fit: Mapping[str, Any],
+    min_group_size: int,
+) -> Mitigation:
+    """The mitigation with both models' disparities on the same evaluation data."""
     groups = {feature: evaluation.groups(feature) for feature in sensitive}
     return Mitigation(
         candidate,
+        method,
         constraint,
         disparities(evaluation.outcomes, evaluation.decisions, groups, min_group_size),
         disparities(candidate.outcomes, candidate.decisions, groups, min_group_size),
+        fit,
     )
+
+
+def _preprocessing(frame: pandas.DataFrame) -> ColumnTransformer:
+    """Scaled numbers and one-hot categories (missing ones spelled ``unknown``)."""
+    numeric = [c for c in frame.columns if pandas.api.types.is_numeric_dtype(frame[c])]
+    categorical = [c for c in frame.columns if c not in numeric]
+    return ColumnTransformer(
+        [
+            ("numeric", StandardScaler(), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="unknown"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                categorical,
+            ),
+        ]
+    )
+
+
+def _dense(matrix: Any) -> npt.NDArray[np.float64]:
+    """fairlearn's reductions validate their inputs as dense arrays."""
+    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, np.float64)
 
 
 def _summary(disparity: Disparity) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -82,3 +85,41 @@ def _registry_uri(value: str) -> ModelUri:
         return ModelUri.parse(value)
     except ValueError as error:
         raise InvalidInputError(str(error)) from None
+
+
+def find_version(session: Session, model_ref: str, version: object) -> ModelVersion:
+    """The version ``version`` of the model ``model:NAME`` names.
+
+    Raises:
+        InvalidInputError: ``version`` is not a positive integer.
+        NotFoundError: no such model or version.
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidInputError(f"params.version must be a positive integer, not {version!r}")
+    name = model_ref.removeprefix("model:")
+    row = session.scalars(
+        select(ModelVersion)
+        .join(Model, Model.id == ModelVersion.model_id)
+        .where(Model.name == name, ModelVersion.version == version)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"model {name!r} has no version {version}")
+    return row
+
+
+def promotion_facts(session: Session, model_ref: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ``promotion_evidence`` gate judges a promote run on, read at submit time.
+
+    Raises:
+        InvalidInputError: ``params.version`` is missing or not a positive integer.
+        NotFoundError: no such version.
+    """
+    row = find_version(session, model_ref, params.get("version"))
+    evaluation = row.evidence.get("evaluation") or {}
+    training = row.evidence.get("training") or {}
+    return {
+        "version": row.version,
+        "version_evaluation": evaluation.get("status"),
+        "version_model_card": bool(evaluation.get("model_card")),
+        "version_privacy_mode": (training.get("privacy") or {}).get("mode"),
+    }

@@ -2,8 +2,10 @@
 
 One evidently report compares the evaluation data with the training snapshot: the share of
 drifted columns (``DriftedColumnsCount``), each column's drift (``ValueDrift``, evidently picks
-the test by column type and size), the drift of the model's decisions, and the classification
-quality of those decisions on the evaluation labels (accuracy, precision, recall, F1). The
+the test by column type and size), the drift of the model's decisions, and their quality on the
+evaluation labels: accuracy, precision, recall and F1 for a binary classifier (``task:
+classification``), MAE, RMSE and R2 for a regressor (``task: regression``, whose label and
+predictions are numbers and which has no positive label). The
 report's JSON is the evidence (evidently's metric ids are content fingerprints, so it is the
 same for the same inputs); its HTML is kept as the artifact ``drift_report.html``.
 """
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+import numpy as np
 import pandas
 from pydantic import Field
 
@@ -32,6 +35,9 @@ _QUALITY: Final = {
     "Precision": "precision",
     "Recall": "recall",
     "F1Score": "f1",
+    "MAE": "mae",
+    "RMSE": "rmse",
+    "R2Score": "r2",
 }
 
 Rate = Field(default=None, ge=0.0, le=1.0)
@@ -49,10 +55,16 @@ class DriftConfig(Document):
     min_precision: float | None = Rate
     min_recall: float | None = Rate
     min_f1: float | None = Rate
+    task: Literal["classification", "regression"] = "classification"
+    max_mae: float | None = Field(default=None, ge=0.0)
+    max_rmse: float | None = Field(default=None, ge=0.0)
+    min_r2: float | None = Field(default=None, le=1.0)
 
 
 def drift_frames(
-    evaluation: ModelEvaluation, columns: list[str]
+    evaluation: ModelEvaluation,
+    columns: list[str],
+    task: Literal["classification", "regression"] = "classification",
 ) -> tuple[pandas.DataFrame, pandas.DataFrame, DataDefinition]:
     """The reference and current frames evidently compares, and their data definition.
 
@@ -66,11 +78,12 @@ def drift_frames(
     evaluation.require_columns(evaluation.current, columns, "evaluation")
     if len(reference) == 0:
         raise EvaluationError("the reference data has no rows")
+    frame = _frame if task == "classification" else _regression_frame
     frames = [
-        _frame(dataclasses.replace(evaluation, current=reference, predictions=None), columns),
-        _frame(evaluation, columns),
+        frame(dataclasses.replace(evaluation, current=reference, predictions=None), columns),
+        frame(evaluation, columns),
     ]
-    from evidently import BinaryClassification, DataDefinition
+    from evidently import BinaryClassification, DataDefinition, Regression
 
     numeric = [
         c
@@ -78,37 +91,54 @@ def drift_frames(
         if pandas.api.types.is_numeric_dtype(reference[c])
         and not pandas.api.types.is_bool_dtype(reference[c])
     ]
-    definition = DataDefinition(
-        numerical_columns=numeric,
-        categorical_columns=[c for c in columns if c not in numeric] + [PREDICTION],
-        classification=[
-            BinaryClassification(target=TARGET, prediction_labels=PREDICTION, pos_label=1)
-        ],
-    )
+    categorical = [c for c in columns if c not in numeric]
+    if task == "regression":
+        definition = DataDefinition(
+            numerical_columns=[*numeric, TARGET, PREDICTION],
+            categorical_columns=categorical,
+            regression=[Regression(target=TARGET, prediction=PREDICTION)],
+        )
+    else:
+        definition = DataDefinition(
+            numerical_columns=numeric,
+            categorical_columns=[*categorical, PREDICTION],
+            classification=[
+                BinaryClassification(target=TARGET, prediction_labels=PREDICTION, pos_label=1)
+            ],
+        )
     return frames[0], frames[1], definition
 
 
-def drift_report(columns: list[str], drift_share: float) -> Report:
+def drift_report(
+    columns: list[str],
+    drift_share: float,
+    task: Literal["classification", "regression"] = "classification",
+) -> Report:
     """The evidently report the gate runs (tests included: each column's drift verdict)."""
     from evidently import Report  # evidently takes seconds to import
     from evidently.metrics import (
+        MAE,
+        RMSE,
         Accuracy,
         DriftedColumnsCount,
         F1Score,
         Precision,
+        R2Score,
         Recall,
         ValueDrift,
     )
 
+    quality = (
+        [MAE(), RMSE(), R2Score()]
+        if task == "regression"
+        else [Accuracy(), Precision(), Recall(), F1Score()]
+    )
     return Report(
         [
             DriftedColumnsCount(columns=columns, drift_share=drift_share),
             *(ValueDrift(column=c) for c in columns),
             ValueDrift(column=PREDICTION),
-            Accuracy(),
-            Precision(),
-            Recall(),
-            F1Score(),
+            *quality,
         ],
         include_tests=True,
     )
@@ -131,22 +161,25 @@ class DriftGate:
         config = self.config
         columns = list(config.columns or evaluation.features)
         try:
-            reference, current, definition = drift_frames(evaluation, columns)
+            reference, current, definition = drift_frames(evaluation, columns, config.task)
         except EvaluationError as exc:
             return failed(self.name, str(exc))
         from evidently import Dataset
 
         share = config.max_drift_share if config.max_drift_share is not None else 0.5
-        snapshot = drift_report(columns, share).run(
+        snapshot = drift_report(columns, share, config.task).run(
             current_data=Dataset.from_pandas(current, data_definition=definition),
             reference_data=Dataset.from_pandas(reference, data_definition=definition),
         )
         report = json_ready(snapshot.dict())
         metrics, drifted = _read(report)
-        reasons = self._check(metrics, drifted)
+        try:
+            reasons = self._check(metrics, drifted)
+        except EvaluationError as exc:
+            return failed(self.name, str(exc))
         passed = not reasons
         if passed:
-            reasons.append("drift and classification quality are within the thresholds")
+            reasons.append(f"drift and {config.task} quality are within the thresholds")
         html = snapshot.get_html_str(as_iframe=False)
         evidence = {
             "config": config.model_dump(mode="json"),
@@ -182,9 +215,13 @@ class DriftGate:
             ("precision", config.min_precision),
             ("recall", config.min_recall),
             ("f1", config.min_f1),
+            ("r2", config.min_r2),
         ):
-            if limit is not None and metrics[name] < limit:
+            if limit is not None and _measured(metrics, name) < limit:
                 reasons.append(f"{name} {metrics[name]:.4f} is below {limit}")
+        for name, limit in (("mae", config.max_mae), ("rmse", config.max_rmse)):
+            if limit is not None and _measured(metrics, name) > limit:
+                reasons.append(f"{name} {metrics[name]:.4f} is above {limit}")
         return reasons
 
 
@@ -199,7 +236,8 @@ def _read(report: Mapping[str, Any]) -> tuple[dict[str, float], set[str]]:
         elif kind == "ValueDrift" and metric["config"]["column"] == PREDICTION:
             metrics["prediction_drift_score"] = float(metric["value"])
         elif kind in _QUALITY:
-            metrics[_QUALITY[kind]] = float(metric["value"])
+            value = metric["value"]  # MAE is a mean with its standard deviation
+            metrics[_QUALITY[kind]] = float(value["mean"] if isinstance(value, dict) else value)
     drifted = {
         test["metric_config"]["params"]["column"]
         for test in report["tests"]
@@ -213,4 +251,45 @@ def _frame(evaluation: ModelEvaluation, columns: list[str]) -> pandas.DataFrame:
     frame = evaluation.current[columns].reset_index(drop=True)
     frame[TARGET] = evaluation.outcomes
     frame[PREDICTION] = evaluation.decisions
+    return frame
+
+
+def _measured(metrics: Mapping[str, float], name: str) -> float:
+    """A quality metric the report holds for this task (a threshold of the other task is not).
+
+    Raises:
+        EvaluationError: the report has no such metric.
+    """
+    if name not in metrics:
+        raise EvaluationError(f"{name} is not measured for this task; check the gate's task")
+    return metrics[name]
+
+
+def _regression_frame(evaluation: ModelEvaluation, columns: list[str]) -> pandas.DataFrame:
+    """The compared columns with the true value and the model's prediction, both numbers.
+
+    Raises:
+        EvaluationError: labels or predictions that are missing, not numbers, or of another length.
+    """
+    evaluation.require_columns(evaluation.current, [evaluation.label], "evaluation")
+    frame = evaluation.current[columns].reset_index(drop=True)
+    try:
+        target = evaluation.current[evaluation.label].to_numpy(dtype=np.float64)
+        raw = (
+            evaluation.predictions
+            if evaluation.predictions is not None
+            else evaluation.predict(evaluation.current)
+        )
+        predicted = np.asarray(raw, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(f"a regression needs numeric labels and predictions: {exc}") from None
+    if len(predicted) != len(target):
+        raise EvaluationError(
+            f"{len(predicted)} predictions for {len(target)} labelled rows; "
+            "labels and predictions must have the same length"
+        )
+    if len(target) == 0 or not (np.isfinite(target).all() and np.isfinite(predicted).all()):
+        raise EvaluationError("a regression needs rows whose label and prediction are finite")
+    frame[TARGET] = target
+    frame[PREDICTION] = predicted
     return frame

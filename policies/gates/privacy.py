@@ -97,7 +97,8 @@ class PrivacyModeGate:
         if epsilon > limits.max_epsilon_per_run:
             reasons.append(
                 f"epsilon {epsilon} exceeds the per-run cap {limits.max_epsilon_per_run} "
-                f"for {classification} data"
+                f"for {classification} data (rule privacy.yaml classifications."
+                f"{classification}.dp)"
             )
         if delta > limits.delta:
             reasons.append(f"delta {delta} exceeds {limits.delta} for {classification} data")
@@ -122,13 +123,14 @@ class PrivacyModeGate:
 
 
 def _refusal(classification: str, rule: ClassificationRule, mode: str) -> str:
+    named = f"rule privacy.yaml classifications.{classification}"
     if rule.required_mode is not None:
         return (
-            f"{classification} data requires privacy_mode {rule.required_mode}; "
+            f"{classification} data requires privacy_mode {rule.required_mode} ({named}); "
             f"the run asks for {mode}"
         )
     return (
-        f"{classification} data allows privacy_mode {', '.join(rule.modes)}; "
+        f"{classification} data allows privacy_mode {', '.join(rule.modes)} ({named}); "
         f"the run asks for {mode}"
     )
 

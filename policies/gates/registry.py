@@ -11,10 +11,12 @@ from policies.documents import describe_errors
 from policies.gates.approval import ApprovalGate
 from policies.gates.base import Gate, GateSpec
 from policies.gates.privacy import PrivacyModeGate
+from policies.gates.promotion import PromotionEvidenceGate
 
 _FACTORIES: Final[Mapping[str, Callable[[Mapping[str, Any]], Gate]]] = {
     ApprovalGate.name: ApprovalGate.from_params,
     PrivacyModeGate.name: PrivacyModeGate.from_params,
+    PromotionEvidenceGate.name: PromotionEvidenceGate.from_params,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference
 
 from policies import DEFAULT_BUNDLE_DIR, load_bundle
-from policies.gates import FairnessGate, GateStatus, ModelEvaluation
-from policies.mitigation import mitigate
+from policies.gates import EvaluationError, FairnessGate, GateStatus, ModelEvaluation
+from policies.mitigation import mitigate, refit_fair
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_threshold_optimizer_candidate_passes_where_the_plain_model_fails(
     # And the before/after evidence carries fairlearn's figures for both models
     evidence = mitigation.evidence()
     json.dumps(evidence, allow_nan=False)
-    by_sex = next(f for f in evidence["features"] if f["features"] == ["sex"])
+    by_sex = {key: evidence[key]["sex"] for key in ("before", "after")}
     sex = plain_evaluation.current["sex"]
     for model, key in ((plain_evaluation, "before"), (mitigation.candidate, "after")):
         expected = demographic_parity_difference(
@@ -54,3 +55,15 @@ def test_the_candidate_decides_the_same_on_every_call(plain_evaluation: ModelEva
     first = candidate.model.predict(rows)
     assert set(np.unique(first)) <= {"<=50K", ">50K"}
     np.testing.assert_array_equal(first, candidate.model.predict(rows))
+
+
+def test_a_refit_without_any_feature_left_is_refused(plain_evaluation: ModelEvaluation) -> None:
+    only_sex = dataclasses.replace(plain_evaluation, features=("sex",))
+    with pytest.raises(EvaluationError, match="no feature is left"):
+        refit_fair(only_sex, ["sex"])
+
+
+def test_a_refit_needs_the_training_snapshot(plain_evaluation: ModelEvaluation) -> None:
+    without = dataclasses.replace(plain_evaluation, reference=None)
+    with pytest.raises(EvaluationError, match="training snapshot"):
+        refit_fair(without, ["sex"])

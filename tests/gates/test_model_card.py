@@ -34,7 +34,7 @@ def test_high_tier_evidence_renders_in_three_formats_with_every_value_escaped(
         privacy_mode="dp",
         epsilon=3.0,
         delta=1e-5,
-        approvals=(Approval("rita", "approved", "2026-01-01T00:00:00Z", HOSTILE),),
+        approvals=(Approval("rita", "approved", "2026-01-01T00:00:00Z", "production", HOSTILE),),
         gates=results,
     )
     # Then the JSON carries the evidence, including derived limitations
