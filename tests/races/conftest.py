@@ -21,11 +21,15 @@ def serving_replicas(
         bundle: the bundle to initialize with (the default one when None).
         env: ``GOVPLANE_*`` settings of both replicas, on top of the shared store and keys.
     """
-    # Replicas share the store and the audit keys that `init` writes into the first data dir
+    # Replicas share the store and the keys that `init` writes into the first data dir
+    keys = tmp_path / "a"
     shared = {
         "GOVPLANE_DATABASE_URL": database_url,
-        "GOVPLANE_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "a" / "audit-signing-key.pem"),
-        "GOVPLANE_AUDIT_HMAC_KEY_FILE": str(tmp_path / "a" / "audit-hmac.key"),
+        "GOVPLANE_AUDIT_SIGNING_KEY_FILE": str(keys / "audit-signing-key.pem"),
+        "GOVPLANE_AUDIT_HMAC_KEY_FILE": str(keys / "audit-hmac.key"),
+        "GOVPLANE_ARTIFACT_SIGNING_KEY_FILE": str(keys / "artifact-signing-key.pem"),
+        "GOVPLANE_PSEUDONYMIZATION_KEY_FILE": str(keys / "pseudonymization.key"),
+        "GOVPLANE_WEBHOOK_SECRET_FILE": str(keys / "webhook-secret.key"),
         **env,
     }
     token = init_data_dir(
