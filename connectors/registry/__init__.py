@@ -15,6 +15,7 @@ from connectors.registry.base import (
     artifact_digest,
 )
 from connectors.registry.mlflow import MlflowRegistry, MlflowRegistryConfig
+from connectors.registry.release import Release, SignedRelease
 
 __all__ = [
     "ArtifactIntegrityError",
@@ -28,5 +29,7 @@ __all__ = [
     "Provenance",
     "RegisteredVersion",
     "RegistryError",
+    "Release",
+    "SignedRelease",
     "artifact_digest",
 ]

@@ -7,7 +7,10 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from connectors.registry.release import SignedRelease
 
 #: ``models:/NAME/VERSION``: the only form in which a model artifact is referenced.
 _MODEL_URI = re.compile(
@@ -44,6 +47,10 @@ class Provenance:
     privacy_mode: str
     epsilon: float | None = None
     delta: float | None = None
+    parent_version: str | None = None
+    """The registry version this model was derived from (a mitigated refit names its parent)."""
+    method: str | None = None
+    """How it was derived from ``parent_version``."""
 
     def as_tags(self) -> dict[str, str]:
         """The provenance as ``govplane.*`` string tags (an absent epsilon is omitted)."""
@@ -54,6 +61,8 @@ class Provenance:
             "privacy_mode": self.privacy_mode,
             "epsilon": None if self.epsilon is None else repr(self.epsilon),
             "delta": None if self.delta is None else repr(self.delta),
+            "parent_version": self.parent_version,
+            "method": self.method,
         }
         return {f"govplane.{key}": value for key, value in values.items() if value is not None}
 
@@ -72,6 +81,8 @@ class Provenance:
                 privacy_mode=tags["govplane.privacy_mode"],
                 epsilon=_float(tags.get("govplane.epsilon")),
                 delta=_float(tags.get("govplane.delta")),
+                parent_version=tags.get("govplane.parent_version"),
+                method=tags.get("govplane.method"),
             )
         except KeyError as missing:
             raise RegistryError(f"model version has no {missing.args[0]} tag") from None
@@ -146,6 +157,23 @@ class ModelRegistry(Protocol):
         Raises:
             ArtifactIntegrityError: the artifact files do not match ``expected_digest``.
         """
+        ...
+
+    def download(self, uri: ModelUri, destination: Path) -> Path:
+        """Copy a version's artifact files under ``destination``; the folder they are in."""
+        ...
+
+    def artifact_location(self, uri: ModelUri) -> str:
+        """Where the registry keeps a version's artifact folder (what a cluster fetches)."""
+        ...
+
+    def current_digest(self, uri: ModelUri) -> str:
+        """The digest of a version's artifact files as the registry holds them now."""
+        ...
+
+    def release(self, signed: SignedRelease, evidence_link: str) -> int | None:
+        """Point the release's stage alias at its version if its signature verifies; returns
+        the version that held the alias before (now archived), if another did."""
         ...
 
 

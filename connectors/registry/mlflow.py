@@ -29,10 +29,14 @@ from connectors.registry.base import (
     RegistryError,
     artifact_digest,
 )
+from connectors.registry.release import SignedRelease
 
 _ARTIFACT_PATH = "model"
 _DIGEST_TAG = "govplane.artifact_digest"
 _FLAVOR_TAG = "govplane.flavor"
+_STAGE_TAG = "govplane.stage"
+_RELEASE_RUN_TAG = "govplane.release_run_id"
+_EVIDENCE_TAG = "govplane.evidence"
 #: Modules whose types a scikit-learn model may contain when it is loaded back.
 _TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 
@@ -45,6 +49,8 @@ class MlflowRegistryConfig(BaseModel):
         registry_uri: the model registry store; default: the tracking store.
         artifact_location: where a new experiment keeps its artifacts; default: MLflow's.
         experiment: the experiment govplane's training runs are logged under.
+        release_public_key: PEM of the Ed25519 key that signs releases; without it no stage
+            alias is ever set.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +60,7 @@ class MlflowRegistryConfig(BaseModel):
     registry_uri: str | None = None
     artifact_location: str | None = None
     experiment: str = Field(default="govplane", min_length=1, max_length=256)
+    release_public_key: str | None = None
 
 
 class MlflowRegistry:
@@ -186,9 +193,7 @@ class MlflowRegistry:
         """
         registered = self.describe(uri)
         with tempfile.TemporaryDirectory(prefix="govplane-model-") as scratch:
-            local = Path(
-                self.client.download_artifacts(registered.registry_run_id, _ARTIFACT_PATH, scratch)
-            )
+            local = self.download(uri, Path(scratch))
             actual = artifact_digest(local)
             if actual != expected_digest:
                 raise ArtifactIntegrityError(
@@ -196,6 +201,77 @@ class MlflowRegistry:
                 )
             model = _load(local, registered.flavor)
         return LoadedModel(registered, model)
+
+    def download(self, uri: ModelUri, destination: Path) -> Path:
+        """Copy a version's artifact files under ``destination``; the folder they are in.
+
+        Raises:
+            RegistryError: no such version.
+        """
+        registered = self.describe(uri)
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(
+            self.client.download_artifacts(
+                registered.registry_run_id, _ARTIFACT_PATH, str(destination)
+            )
+        )
+
+    def artifact_location(self, uri: ModelUri) -> str:
+        """Where the store keeps a version's artifact folder (what a cluster fetches)."""
+        location: str = self.client.get_model_version_download_uri(uri.name, str(uri.version))
+        return location
+
+    def current_digest(self, uri: ModelUri) -> str:
+        """The digest of a version's artifact files as the store holds them now.
+
+        Raises:
+            ArtifactIntegrityError: the files cannot be hashed (a link, no file).
+            RegistryError: no such version.
+        """
+        with tempfile.TemporaryDirectory(prefix="govplane-model-") as scratch:
+            return artifact_digest(self.download(uri, Path(scratch)))
+
+    def release(self, signed: SignedRelease, evidence_link: str) -> int | None:
+        """Point the stage alias at a released version and tag it; returns the version the
+        alias left (tagged ``archived``), if another held it.
+
+        This is the only way govplane sets a stage alias: the release must be signed by the
+        configured release key, so no version reaches ``production`` without a completed
+        promotion.
+
+        Raises:
+            RegistryError: no release key is configured, the signature does not verify, or the
+                release names another version.
+        """
+        from mlflow.exceptions import MlflowException
+
+        release = signed.release
+        if self._config.release_public_key is None:
+            raise RegistryError("no release public key is configured; stage aliases are refused")
+        if not signed.verify(_public_key(self._config.release_public_key)):
+            raise RegistryError(
+                f"the release of {release.registry_uri} to {release.stage} is not signed by "
+                "the release key: only a completed promotion sets a stage alias"
+            )
+        uri = ModelUri.parse(release.registry_uri)
+        if self.describe(uri).artifact_digest != release.artifact_digest:
+            raise ArtifactIntegrityError(f"{uri}: the release names another artifact digest")
+        try:
+            previous = int(self.client.get_model_version_by_alias(uri.name, release.stage).version)
+        except MlflowException:
+            previous = None
+        self.client.set_registered_model_alias(uri.name, release.stage, str(uri.version))
+        tags = {
+            _STAGE_TAG: release.stage,
+            _RELEASE_RUN_TAG: release.run_id,
+            _EVIDENCE_TAG: evidence_link,
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(uri.name, str(uri.version), key, value)
+        if previous is None or previous == uri.version:
+            return None
+        self.client.set_model_version_tag(uri.name, str(previous), _STAGE_TAG, "archived")
+        return previous
 
     def _log_params(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -212,6 +288,16 @@ class MlflowRegistry:
         except MlflowException as error:
             if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
+
+
+def _public_key(pem: str) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise RegistryError("the release public key is not an Ed25519 key")
+    return key
 
 
 @contextmanager
