@@ -54,6 +54,18 @@ ADULT_NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss
 ADULT_CATEGORICAL = ("workclass", "marital-status", "occupation", "relationship", "race", "sex")
 
 
+# Adult partitioned by employer type (``workclass``) into three sites, as the federated tests,
+# bench and demo split it: a real attribute, so the sites differ in size and mix. Each site
+# trains on the features below (no sensitive attribute among them).
+ADULT_WORKCLASS_SITES = {
+    "private-sector": ("Private",),
+    "public-sector": ("Federal-gov", "State-gov", "Local-gov"),
+    "self-employed": ("Self-emp-not-inc", "Self-emp-inc"),
+}
+ADULT_SITE_NUMERIC = ["age", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
+ADULT_SITE_CATEGORICAL = ["workclass", "marital-status", "occupation", "relationship"]
+
+
 def adult_features(table: pa.Table) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Model inputs from Adult: standardized numeric columns and one-hot categories, and the
     label (1 for ``>50K``). A missing category is all zeros."""

@@ -1,0 +1,347 @@
+"""A Flower deployment: one SuperLink and one SuperNode per site, as real OS processes.
+
+On loopback (the embedded default) the processes talk without TLS. Anywhere else a
+:class:`Deployment` refuses to start without TLS certificates and SuperNode authentication keys:
+the SuperLink serves TLS and authenticates nodes, each SuperNode checks the SuperLink's
+certificate and signs with its own key.
+
+Runs are submitted with the ``flwr`` command line (``flwr run``) to the SuperLink's Control
+API, with govplane's Flower app (:data:`FLOWER_APP`) and the run's plan as its run config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from privacy.federated.plan import LAKE_DIR, LAKE_NAMESPACE, RUN_CONFIG_KEY, SITE, FederatedPlan
+
+_BIN = Path(sys.executable).parent
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+FLOWER_APP = f"""\
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "govplane-federated"
+version = "1.0.0"
+description = "govplane's federated training: the ServerApp and ClientApp of privacy.federated"
+license = "Apache-2.0"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "govplane"
+
+[tool.flwr.app.components]
+serverapp = "privacy.federated.server_app:app"
+clientapp = "privacy.federated.client_app:app"
+
+[tool.flwr.app.config]
+{RUN_CONFIG_KEY} = ""
+"""
+
+
+class DeploymentError(RuntimeError):
+    """The deployment cannot start, or a run could not be submitted or followed."""
+
+
+@dataclass(frozen=True)
+class SiteNode:
+    """A site's SuperNode: the site's name and the lake it reads its snapshots from."""
+
+    site: str
+    lake_dir: Path
+    lake_namespace: str
+
+
+@dataclass(frozen=True)
+class Security:
+    """TLS and node authentication; all None on loopback in the embedded default.
+
+    Attributes:
+        ca_certificate: the CA that signed the SuperLink's certificate (nodes and CLI check it).
+        certificate: the SuperLink's TLS certificate.
+        private_key: the SuperLink's TLS private key.
+        node_keys: a folder with ``SITE`` and ``SITE.pub`` (OpenSSH ECDSA keys) per site.
+    """
+
+    ca_certificate: Path | None = None
+    certificate: Path | None = None
+    private_key: Path | None = None
+    node_keys: Path | None = None
+
+    @property
+    def secure(self) -> bool:
+        return None not in (self.ca_certificate, self.certificate, self.private_key)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The SuperLink's ports: Fleet API (SuperNodes), Control API (``flwr``), ServerAppIo."""
+
+    fleet: int
+    control: int
+    serverappio: int
+
+
+@dataclass
+class Deployment:
+    """A SuperLink and one SuperNode per site, started, watched and stopped together."""
+
+    home: Path
+    sites: Sequence[SiteNode]
+    ports: Ports
+    host: str = "127.0.0.1"
+    security: Security = field(default_factory=Security)
+    _superlink: subprocess.Popen[bytes] | None = None
+    _supernodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.host not in _LOOPBACK and not (
+            self.security.secure and self.security.node_keys is not None
+        ):
+            raise DeploymentError(
+                f"a Flower deployment on {self.host} needs TLS certificates and SuperNode "
+                "authentication keys; only loopback runs without them"
+            )
+
+    @property
+    def control_address(self) -> str:
+        return f"{self.host}:{self.ports.control}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the SuperLink, then every SuperNode; returns once the Control API answers."""
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        self._superlink = self._spawn(
+            "superlink", [str(_BIN / "flower-superlink"), *self._superlink_args()]
+        )
+        _wait_for_port(self.host, self.ports.control, timeout, self._superlink)
+        for node in self.sites:
+            self.start_node(node)
+
+    def start_node(self, node: SiteNode) -> None:
+        """(Re)start one site's SuperNode."""
+        port = _free_port()
+        config = (
+            f"{SITE}={json.dumps(node.site)} {LAKE_DIR}={json.dumps(str(node.lake_dir))} "
+            f"{LAKE_NAMESPACE}={json.dumps(node.lake_namespace)}"
+        )
+        args = [
+            str(_BIN / "flower-supernode"),
+            "--superlink",
+            f"{self.host}:{self.ports.fleet}",
+            "--clientappio-api-address",
+            f"127.0.0.1:{port}",
+            "--node-config",
+            config,
+            *self._supernode_security(node.site),
+        ]
+        self._supernodes[node.site] = self._spawn(f"supernode-{node.site}", args)
+
+    def restart(self, site: str) -> None:
+        """Start again the SuperNode of a site whose process exited."""
+        self.start_node(next(node for node in self.sites if node.site == site))
+
+    def kill(self, site: str) -> None:
+        """Kill a site's SuperNode at once (SIGKILL), as a crash would."""
+        process = self._supernodes[site]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def dead(self) -> list[str]:
+        """The sites whose SuperNode has exited (``superlink`` when the SuperLink has)."""
+        down = [site for site, p in self._supernodes.items() if p.poll() is not None]
+        if self._superlink is not None and self._superlink.poll() is not None:
+            down.insert(0, "superlink")
+        return down
+
+    def stop(self) -> None:
+        """Stop every process: SuperNodes first, then the SuperLink."""
+        processes = [*self._supernodes.values(), self._superlink]
+        for process in processes:
+            if process is not None and process.poll() is None:
+                process.terminate()
+        for process in processes:
+            if process is None:
+                continue
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self._supernodes.clear()
+        self._superlink = None
+
+    def _superlink_args(self) -> list[str]:
+        args = [
+            "--fleet-api-address",
+            f"{self.host}:{self.ports.fleet}",
+            "--control-api-address",
+            f"{self.host}:{self.ports.control}",
+            "--serverappio-api-address",
+            f"127.0.0.1:{self.ports.serverappio}",
+            "--disable-runtime-dependency-installation",
+        ]
+        if not self.security.secure:
+            return [*args, "--insecure"]
+        return [
+            *args,
+            "--ssl-ca-certfile",
+            str(self.security.ca_certificate),
+            "--ssl-certfile",
+            str(self.security.certificate),
+            "--ssl-keyfile",
+            str(self.security.private_key),
+            "--enable-supernode-auth",
+        ]
+
+    def _supernode_security(self, site: str) -> list[str]:
+        if not self.security.secure:
+            return ["--insecure"]
+        assert self.security.node_keys is not None
+        return [
+            "--root-certificates",
+            str(self.security.ca_certificate),
+            "--auth-supernode-private-key",
+            str(self.security.node_keys / site),
+        ]
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.home / "logs" / f"{name}.log").open("ab")
+        try:
+            return subprocess.Popen(  # noqa: S603 (Flower's own executables, fixed arguments)
+                args, env=_environment(self.home), stdout=log, stderr=log
+            )
+        finally:
+            log.close()
+
+
+class FlowerControl:
+    """Submits govplane's Flower app to a SuperLink and follows the run, through ``flwr``."""
+
+    def __init__(self, home: Path, address: str, ca_certificate: Path | None = None) -> None:
+        self._home = home
+        self._address = address
+        self._ca_certificate = ca_certificate
+
+    def submit(self, plan: FederatedPlan) -> int:
+        """Start a run of govplane's app with ``plan``; returns Flower's run id."""
+        app = self._home / "app"
+        app.mkdir(parents=True, exist_ok=True)
+        (app / "pyproject.toml").write_text(FLOWER_APP)
+        overrides = self._home / "run-config.toml"
+        overrides.write_text(f"{RUN_CONFIG_KEY} = {json.dumps(plan.model_dump_json())}\n")
+        done = self._flwr("run", str(app), "govplane", "--run-config", str(overrides))
+        try:
+            return int(json.loads(done)["run-id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeploymentError(f"flwr run gave no run id: {done[-2000:]}") from exc
+
+    def status(self, run_id: int) -> str:
+        """Flower's status of a run, such as ``running`` or ``finished:completed``."""
+        listed = json.loads(self._flwr("ls", "govplane", "--run-id", str(run_id)))
+        runs = listed.get("runs") or []
+        if not runs:
+            raise DeploymentError(f"the SuperLink knows no run {run_id}")
+        return str(runs[0]["status"])
+
+    def log(self, run_id: int) -> str:
+        """The run's log as the SuperLink holds it (the ServerApp's output)."""
+        return self._flwr("log", str(run_id), "govplane", "--show", json_format=False)
+
+    def stop(self, run_id: int) -> None:
+        """Ask the SuperLink to stop a run."""
+        self._flwr("stop", str(run_id), "govplane")
+
+    def _flwr(self, *args: str, json_format: bool = True) -> str:
+        self._configure()
+        done = subprocess.run(  # noqa: S603 (Flower's own command line, fixed arguments)
+            [str(_BIN / "flwr"), *args, *(["--format", "json"] if json_format else [])],
+            env=_environment(self._home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise DeploymentError(f"flwr {args[0]} failed: {(done.stdout + done.stderr)[-2000:]}")
+        return done.stdout
+
+    def _configure(self) -> None:
+        """The ``flwr`` configuration: one SuperLink connection named ``govplane``."""
+        self._home.mkdir(parents=True, exist_ok=True)
+        security = (
+            f"root-certificates = {json.dumps(str(self._ca_certificate))}\n"
+            if self._ca_certificate
+            else "insecure = true\n"
+        )
+        (self._home / "config.toml").write_text(
+            f'[superlink]\ndefault = "govplane"\n\n[superlink.govplane]\n'
+            f"address = {json.dumps(self._address)}\n{security}"
+        )
+
+
+def wait_for_outcome(
+    control: FlowerControl, run_id: int, output: Path, timeout: float, poll: float = 1.0
+) -> Mapping[str, object]:
+    """The outcome the ServerApp wrote for a run, once the run finished.
+
+    Raises:
+        DeploymentError: the run finished without an outcome or did not finish in time.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if output.exists():
+            outcome: Mapping[str, object] = json.loads(output.read_text())
+            return outcome
+        status = control.status(run_id)
+        if status.startswith("finished") and not output.exists():
+            time.sleep(poll)
+            if not output.exists():
+                raise DeploymentError(
+                    f"Flower run {run_id} ended ({status}) with no outcome: "
+                    f"{control.log(run_id)[-3000:]}"
+                )
+        time.sleep(poll)
+    control.stop(run_id)
+    raise DeploymentError(f"Flower run {run_id} did not finish within {timeout:g} s")
+
+
+def _environment(home: Path) -> dict[str, str]:
+    """Flower's processes find each other's executables (``flower-superexec``,
+    ``flwr-serverapp``, ``flwr-clientapp``) beside this interpreter."""
+    path = os.pathsep.join([str(_BIN), os.environ.get("PATH", "")])
+    # Unbuffered: a process's log shows what it did up to the moment it died.
+    return {**os.environ, "FLWR_HOME": str(home), "PATH": path, "PYTHONUNBUFFERED": "1"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DeploymentError(f"the SuperLink exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise DeploymentError(f"the SuperLink did not listen on {host}:{port} within {timeout:g} s")

@@ -1,0 +1,255 @@
+"""Federated training as one governed run, with real SuperLink and SuperNode processes.
+
+Accuracy margin: with the same features, a federated logistic regression (FedAvg, a few
+rounds of local gradient descent) reaches within 0.03 of the accuracy of a centralized
+scikit-learn logistic regression fitted on the union of the sites' rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import numpy as np
+import pandas
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sqlalchemy import select
+
+from connectors.registry import ModelUri
+from control_plane.connectors import model_registry
+from control_plane.sample_data import ADULT_SITE_CATEGORICAL as CATEGORICAL
+from control_plane.sample_data import ADULT_SITE_NUMERIC as NUMERIC
+from control_plane.sample_data import ADULT_WORKCLASS_SITES as WORKCLASS_SITES
+from control_plane.store.models import LineageEvent
+from privacy.federated import Deployment, FeatureSpec, SiteStatistics
+from tests.federated.conftest import Federation, adult_partition
+
+ACCURACY_MARGIN = 0.03
+
+
+def _centralized_accuracy(frames: list[pandas.DataFrame]) -> float:
+    """A scikit-learn logistic regression fitted on all the sites' rows, pooled."""
+    spec = FeatureSpec.merge(
+        "income",
+        ">50K",
+        [SiteStatistics.of(f, NUMERIC, CATEGORICAL, min_category_count=10) for f in frames],
+    )
+    pooled = pandas.concat(frames, ignore_index=True)
+    features, labels = spec.encode(pooled), spec.labels(pooled)
+    model = LogisticRegression(max_iter=2000).fit(features, labels)
+    return float(np.mean(model.predict(features) == labels))
+
+
+@pytest.mark.timeout(1500)
+def test_three_sites_train_one_model_and_a_forbidding_site_is_excluded(
+    federation: Federation,
+) -> None:
+    # Given three sites holding Adult partitioned by workclass, and a fourth site whose local
+    # policy requires differential privacy
+    for site, workclasses in WORKCLASS_SITES.items():
+        federation.add_site(site, adult_partition(4000, workclasses, False), "internal")
+    federation.add_site(
+        "strict-site",
+        adult_partition(4000, ("Private",), False).head(300),
+        "internal",
+        require_dp=True,
+    )
+    federation.register_model("income-federated")
+    federation.start_flower()
+    # When a federated run without DP trains on all four datasets
+    run = federation.run(
+        "federated_train",
+        "model:income-federated",
+        [f"dataset:{site}-data" for site in [*WORKCLASS_SITES, "strict-site"]],
+        rounds=2,
+        local_epochs=3,
+        learning_rate=0.2,
+        min_sites=3,
+        secagg=True,
+        label="income",
+        positive_label=">50K",
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+    )
+    # Then it succeeds with the three sites, and says why the fourth was excluded
+    assert run["state"] == "succeeded", run["error"]
+    outputs = run["outputs"]
+    assert outputs["participants"] == sorted(WORKCLASS_SITES)
+    assert "requires differential privacy" in outputs["excluded"]["strict-site"]
+    excluded = federation.client.get(
+        "/api/v1/audit/events", params={"action": "federated.site.exclude"}
+    ).json()["items"]
+    assert [e["payload"]["site"] for e in excluded] == ["strict-site"]
+    # And every round is an audit record naming its participants
+    rounds = federation.client.get(
+        "/api/v1/audit/events", params={"action": "federated.round"}
+    ).json()["items"]
+    assert [r["payload"]["round"] for r in rounds] == [1, 2]
+    assert all(r["payload"]["participants"] == sorted(WORKCLASS_SITES) for r in rounds)
+    assert all(r["payload"]["secagg"] for r in rounds)
+    # And the model version carries the training facts, privacy mode federated
+    version = federation.client.get("/api/v1/models/income-federated/versions/1").json()
+    training = version["evidence"]["training"]
+    assert training["privacy"]["mode"] == "federated"
+    assert training["run_id"] == run["id"]
+    assert len(training["dataset_ids"]) == 3
+    # And the registered model predicts from the raw frame, within the documented margin of
+    # centralized training on the same rows
+    frames = [federation.partitions[site] for site in WORKCLASS_SITES]
+    pooled = pandas.concat(frames, ignore_index=True)
+    loaded = model_registry(federation.settings).load(
+        ModelUri.parse(version["registry_uri"]), version["artifact_digest"]
+    )
+    predicted = loaded.model.predict(pooled.drop(columns=["income"]))
+    federated = float(np.mean(predicted == (pooled["income"] == ">50K").to_numpy()))
+    assert federated >= _centralized_accuracy(frames) - ACCURACY_MARGIN
+    # And the lineage links the three datasets to the model version
+    graph = federation.client.get(
+        "/api/v1/lineage/graph",
+        params={"node": "model:income-federated:1", "direction": "upstream", "depth": 2},
+    )
+    assert graph.status_code == 200, graph.text
+    upstream = {n["id"] for n in graph.json()["nodes"]}
+    assert {f"dataset:govplane://datasets:{s}-data" for s in WORKCLASS_SITES} <= upstream
+
+
+def _kill_when_training(deployment: Deployment, site: str, done: threading.Event) -> None:
+    """Kill the site's SuperNode as soon as its log shows a training message."""
+    log = deployment.home / "logs" / f"supernode-{site}.log"
+    while not done.wait(0.5):
+        if log.exists() and "Receiving: train message" in log.read_text(errors="replace"):
+            deployment.kill(site)
+            return
+
+
+def _train_losing_sites(
+    federation: Federation, model: str, on_site_loss: str, victims: list[str]
+) -> dict[str, Any]:
+    """Three sites holding confidential Adult partitions (policy: SecAgg+ and DP required)
+    train ``model`` in two rounds with a quorum of two; each victim's SuperNode is killed as
+    soon as it is asked to train."""
+    for site, workclasses in WORKCLASS_SITES.items():
+        federation.add_site(site, adult_partition(3000, workclasses, True), "confidential")
+    federation.register_model(model)
+    deployment = federation.start_flower()
+    done = threading.Event()
+    killers = [
+        threading.Thread(target=_kill_when_training, args=(deployment, victim, done))
+        for victim in victims
+    ]
+    for killer in killers:
+        killer.start()
+    try:
+        run = federation.run(
+            "federated_train",
+            f"model:{model}",
+            [f"dataset:{site}-data" for site in WORKCLASS_SITES],
+            rounds=2,
+            min_sites=2,
+            on_site_loss=on_site_loss,
+            dp={"epsilon": 2.0, "delta": 1e-6, "clipping_norm": 5.0},
+            label="income",
+            positive_label=">50K",
+            numeric=NUMERIC,
+            categorical=CATEGORICAL,
+        )
+    finally:
+        done.set()
+        for killer in killers:
+            killer.join()
+    assert deployment.dead() == victims
+    return run
+
+
+@pytest.mark.timeout(1500)
+@pytest.mark.parametrize(
+    ("on_site_loss", "victims", "why"),
+    [
+        ("fail", ["self-employed"], "fail on a lost site"),
+        ("continue", ["public-sector", "self-employed"], "quorum of 2"),
+    ],
+    ids=["policy-fail", "below-quorum"],
+)
+def test_a_run_that_loses_sites_its_policy_cannot_spare_fails_and_spends_nothing(
+    federation: Federation, on_site_loss: str, victims: list[str], why: str
+) -> None:
+    # Given three confidential sites, when SuperNodes are killed mid-run either under a policy
+    # to fail on a lost site, or under a policy to continue but leaving fewer than min_sites
+    run = _train_losing_sites(federation, "income-resilient", on_site_loss, victims)
+    # Then the run fails, saying why, and registers no model version
+    assert run["state"] == "failed"
+    assert why in run["error"]
+    versions = federation.client.get("/api/v1/models/income-resilient/versions/1")
+    assert versions.status_code == 404
+    # And the DP spend reserved on every site's dataset is released, nothing spent
+    for site in WORKCLASS_SITES:
+        budget = _budget(federation, site)
+        assert budget["epsilon"]["spent"] == 0.0
+        assert budget["epsilon"]["reserved"] == 0.0
+        assert [e["state"] for e in budget["entries"]] == ["released"]
+
+
+@pytest.mark.timeout(1500)
+def test_a_supernode_killed_mid_run_is_survived_by_a_run_whose_policy_is_to_continue(
+    federation: Federation,
+) -> None:
+    # Given three confidential sites, when a run whose policy is to continue with a quorum of
+    # two loses a SuperNode while it trains
+    victim = "self-employed"
+    survivors = sorted(set(WORKCLASS_SITES) - {victim})
+    run = _train_losing_sites(federation, "income-quorum", "continue", [victim])
+    # Then it succeeds with the two remaining sites, and records the lost site's missed rounds
+    assert run["state"] == "succeeded", run["error"]
+    outputs = run["outputs"]
+    assert outputs["participants"] == survivors
+    assert outputs["lost"] == {victim: [1, 2]}
+    # And every round is an audit record naming the sites that contributed and the lost one
+    rounds = federation.client.get(
+        "/api/v1/audit/events", params={"action": "federated.round"}
+    ).json()["items"]
+    assert [r["payload"]["round"] for r in rounds] == [1, 2]
+    assert all(r["payload"]["aggregated"] for r in rounds)
+    assert all(r["payload"]["participants"] == survivors for r in rounds)
+    assert all(r["payload"]["lost"] == [victim] for r in rounds)
+    # And the DP spend is charged to the surviving sites' datasets only
+    epsilon = outputs["epsilon_spent"]
+    assert epsilon > 0
+    assert outputs["dp"]["epsilon_per_site"] == {victim: 0.0, **dict.fromkeys(survivors, epsilon)}
+    for site in survivors:
+        budget = _budget(federation, site)
+        assert budget["epsilon"]["spent"] == pytest.approx(epsilon)
+        assert budget["epsilon"]["reserved"] == 0.0
+    lost_budget = _budget(federation, victim)
+    assert lost_budget["epsilon"]["spent"] == 0.0
+    assert [e["state"] for e in lost_budget["entries"]] == ["released"]
+    # And the model version's evidence, and the lineage event that completes the run, name the
+    # datasets that contributed
+    version = federation.client.get("/api/v1/models/income-quorum/versions/1").json()
+    training = version["evidence"]["training"]
+    assert sorted(training["sites"]) == survivors
+    assert training["lost"] == {victim: [1, 2]}
+    services = federation.client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session() as session:
+        completed = session.scalars(
+            select(LineageEvent.payload).where(
+                LineageEvent.run_id == str(uuid.UUID(run["id"])),
+                LineageEvent.event_type == "COMPLETE",
+            )
+        ).one()
+    assert sorted(d["name"] for d in completed["inputs"]) == [f"{s}-data" for s in survivors]
+
+
+def _budget(federation: Federation, site: str) -> dict[str, Any]:
+    found = federation.client.get(f"/api/v1/privacy/budgets/{dataset_ids_of(federation, site)}")
+    assert found.status_code == 200, found.text
+    budget: dict[str, Any] = found.json()
+    return budget
+
+
+def dataset_ids_of(federation: Federation, site: str) -> str:
+    found = federation.client.get("/api/v1/sites", params={"limit": 200}).json()["items"]
+    [held] = next(s for s in found if s["name"] == site)["datasets"]
+    dataset_id: str = held["id"]
+    return dataset_id
