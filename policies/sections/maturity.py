@@ -13,6 +13,7 @@
               metric: models_registered       # a metric the control plane computes
               at_least: 1                     # or at_most: for metrics that must stay low
               nist: map                       # NIST AI RMF function: govern, map, measure, manage
+              eu_ai_act: [9, 11]              # EU AI Act articles (9-15) it evidences
         ...
     data_governance:
       levels:
@@ -47,6 +48,10 @@ DATA_GOVERNANCE_STAGES: Final = ("passive", "active", "quantified", "intelligent
 
 Dimension = Literal["strategy", "data", "algorithms", "systems", "operations"]
 NistFunction = Literal["govern", "map", "measure", "manage"]
+# The EU AI Act's obligations for high-risk systems: Art. 9 risk management, 10 data governance,
+# 11 technical documentation, 12 record-keeping, 13 transparency, 14 human oversight, 15
+# accuracy, robustness and cybersecurity.
+EuAiActArticle = Literal[9, 10, 11, 12, 13, 14, 15]
 AI_CAPABILITY_DIMENSIONS: Final = get_args(Dimension)
 
 _IDENTIFIER: Final = re.compile(r"[a-z][a-z0-9_]*")
@@ -70,6 +75,7 @@ class Criterion(Document):
     at_most: StrictFloat | None = None
     dimension: Dimension | None = None
     nist: NistFunction
+    eu_ai_act: tuple[EuAiActArticle, ...] = ()
     description: str = ""
 
     @model_validator(mode="after")
