@@ -20,6 +20,7 @@ from audit.events import (
     encode_leaf,
     payload_digest,
 )
+from audit.evidence_pack import PackVerification, verify_pack, write_pack
 from audit.exports import (
     FORMATS,
     MEDIA_TYPES,
@@ -63,6 +64,7 @@ __all__ = [
     "ExportFormat",
     "ExportRange",
     "Frontier",
+    "PackVerification",
     "Redactor",
     "Verification",
     "canonical_json",
@@ -83,6 +85,8 @@ __all__ = [
     "verify_export",
     "verify_inclusion",
     "verify_leaves",
+    "verify_pack",
     "verify_signature",
     "write_export",
+    "write_pack",
 ]
