@@ -7,7 +7,7 @@ DATA_DIR ?= .govplane
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck bench fuzz clean
+.PHONY: install run test lint typecheck chromium bench fuzz clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,10 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# `govplane demo` initializes the data directory, serves it, walks the governed path and stays
+# up until Ctrl-C.
 run: install
-	$(BIN)/govplane init --data-dir $(DATA_DIR)
-	@echo "API and dashboard: http://$(HOST):$(PORT)/  (OpenAPI: http://$(HOST):$(PORT)/docs)"
-	$(BIN)/govplane serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+	$(BIN)/govplane demo --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .
@@ -28,7 +28,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# The browser tests drive Debian's chromium; install it where it is missing (CI runs as root).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+test: lint typecheck chromium
 	$(BIN)/pytest
 
 # The long fuzzing profile (the fast one runs in `make test`).

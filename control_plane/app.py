@@ -9,14 +9,18 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from connectors.serving import LocalScoringServers, LocalServingConfig
 from control_plane.api import (
     approvals,
     audit,
     datasets,
+    deployments,
     health,
     lineage,
+    maturity,
     models,
     policies,
     principals,
@@ -25,6 +29,13 @@ from control_plane.api import (
     sites,
 )
 from control_plane.api.deps import Services
+from control_plane.approvals import (
+    ApprovalRequestNotifier,
+    ApprovalWorkflow,
+    WebhookDeliverer,
+    WebhookNotifier,
+    load_webhook_secret,
+)
 from control_plane.audit_trail import (
     AuditLog,
     CheckpointCadence,
@@ -33,15 +44,31 @@ from control_plane.audit_trail import (
 )
 from control_plane.authorization import Authorization
 from control_plane.body_limit import BodyLimit
+from control_plane.connectors import (
+    model_registry,
+    orchestrator,
+    registry_config,
+    serving_backends,
+)
+from control_plane.dashboard import pages as dashboard
+from control_plane.dashboard.pages import render_problem
+from control_plane.dashboard.session import Sessions
 from control_plane.errors import install_problem_handlers, problem_responses
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
-from control_plane.ingest import open_lake
+from control_plane.ingest import lake_catalog, open_lake
+from control_plane.inventory.releases import load_release_signer
+from control_plane.launcher import free_port
 from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageStore, LineageWriter
 from control_plane.privacy_ledger import LedgerSettlement, PrivacyLedger
 from control_plane.runs import Executor, RunEngine, RunKind, RunWorker, TransitionRecorder
+from control_plane.runs.deploy import DeployExecutor
+from control_plane.runs.evaluate import EvaluateExecutor
+from control_plane.runs.federated import FederatedTrainExecutor
 from control_plane.runs.ingest import IngestExecutor
 from control_plane.runs.policy_change import PolicyChangeExecutor
+from control_plane.runs.promote import PromoteExecutor
+from control_plane.runs.train import TrainExecutor
 from control_plane.settings import Settings
 from control_plane.store import Database
 from lineage import build_transport
@@ -61,7 +88,8 @@ def build_services(
     Args:
         settings: the configuration.
         executors: executors by run kind, added to (or replacing) the built-in ones
-            (``policy_change``, ``ingest``).
+            (``policy_change``, ``ingest``, ``train``, ``evaluate``, ``promote``,
+            ``deploy``, ``federated_train``).
         recorders: what else records each run transition, after the audit trail.
     """
     db = Database(settings.sqlalchemy_url)
@@ -72,26 +100,58 @@ def build_services(
     lineage_store = LineageStore(tuple(settings.lineage_destinations))
     ledger = PrivacyLedger(trail)
     lake = open_lake(settings)
+    notifier = WebhookNotifier(settings.webhook_urls)
+    registry = model_registry(settings)
+    signer = load_release_signer(settings)
+    local_serving = LocalScoringServers(
+        LocalServingConfig(
+            log_dir=settings.serving_dir / "logs",
+            start_timeout_seconds=settings.serving_start_timeout_seconds,
+        ),
+        free_port,
+    )
     engine = RunEngine(
         db,
         {
             RunKind.POLICY_CHANGE: PolicyChangeExecutor(db, trail),
             RunKind.INGEST: IngestExecutor(db, trail, settings, lake),
+            RunKind.TRAIN: TrainExecutor(
+                db,
+                trail,
+                ledger,
+                orchestrator(settings),
+                registry_config(settings),
+                lake_catalog(settings),
+            ),
+            RunKind.EVALUATE: EvaluateExecutor(db, trail, lake, registry),
+            RunKind.PROMOTE: PromoteExecutor(db, trail, registry, signer),
+            RunKind.DEPLOY: DeployExecutor(
+                db,
+                trail,
+                registry,
+                signer,
+                serving_backends(settings, local_serving),
+                settings.serving_dir / "models",
+            ),
+            RunKind.FEDERATED_TRAIN: FederatedTrainExecutor(db, trail, ledger, registry, settings),
             **(executors or {}),
         },
         [
             RunTransitionAudit(trail),
             LedgerSettlement(ledger),
             LineageRecorder(lineage_store),
+            ApprovalRequestNotifier(notifier),
             *recorders,
         ],
         timedelta(seconds=settings.run_lease_seconds),
     )
+    approvals = ApprovalWorkflow(db, engine, trail, notifier)
     worker = (
         RunWorker(
             engine,
             settings.worker_id or f"{socket.gethostname()}:{os.getpid()}",
             settings.worker_poll_seconds,
+            [approvals.expire_due],
         )
         if settings.run_worker
         else None
@@ -118,6 +178,15 @@ def build_services(
         if settings.lineage_destinations
         else None
     )
+    webhooks = (
+        WebhookDeliverer(
+            db,
+            load_webhook_secret(settings.webhook_secret_path),
+            settings.webhook_delivery_poll_seconds,
+        )
+        if settings.webhook_urls
+        else None
+    )
     return Services(
         settings,
         db,
@@ -130,6 +199,9 @@ def build_services(
         deliverer,
         ledger,
         lake,
+        approvals,
+        webhooks,
+        local_serving,
     )
 
 
@@ -147,13 +219,18 @@ def create_app(
             services.worker.start()
         if services.lineage_deliverer is not None and settings.run_worker:
             services.lineage_deliverer.start()
+        if services.webhook_deliverer is not None and settings.run_worker:
+            services.webhook_deliverer.start()
         try:
             yield
         finally:
+            if services.webhook_deliverer is not None:
+                services.webhook_deliverer.stop()
             if services.lineage_deliverer is not None:
                 services.lineage_deliverer.stop()
             if services.worker is not None:
                 services.worker.stop()
+            services.local_serving.close()
             services.audit.close()
             services.db.dispose()
 
@@ -167,7 +244,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
-    install_problem_handlers(app)
+    secret = settings.session_secret.get_secret_value() if settings.session_secret else None
+    app.state.sessions = Sessions(secret, round(settings.session_hours * 3600))
+    install_problem_handlers(app, render_problem)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health.router)
     for module in (
@@ -175,15 +254,19 @@ def create_app(
         policies,
         datasets,
         models,
+        deployments,
         sites,
         runs,
         approvals,
         audit,
         lineage,
         privacy,
+        maturity,
     ):
         api.include_router(module.router, responses=RESOURCE_PROBLEMS)
     app.include_router(api)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     app.add_middleware(RequestMetrics, registry=registry)

@@ -10,11 +10,13 @@ from typing import Any
 from sqlalchemy import select
 
 from audit import AuditEvent
+from control_plane.approvals import ensure_webhook_secret
 from control_plane.audit_trail import AuditLog, ensure_audit_keys, load_audit_keys
 from control_plane.bundles import activate_bundle, active_bundle_row
 from control_plane.identity.tokens import issue_token
 from control_plane.ingest import ensure_lake
 from control_plane.inventory.assets import PLATFORM_DOMAIN
+from control_plane.inventory.releases import ensure_release_key
 from control_plane.principals import create_principal
 from control_plane.settings import Settings
 from control_plane.store import Database, upgrade
@@ -38,15 +40,17 @@ class Initialized:
 def initialize(settings: Settings, bundle_dir: Path | None = None) -> Initialized:
     """Create (or bring up to date) the store, install a bundle, and issue an admin token.
 
-    Safe to run again: migrations are idempotent, an active bundle, the audit keys, the lake and
-    the pseudonymization key are kept,
+    Safe to run again: migrations are idempotent, an active bundle, the audit keys, the lake, the
+    pseudonymization key and the webhook secret are kept,
     and the existing bootstrap admin gets a new token (whoever can run this already controls
     the data directory). Each step is recorded in the audit trail.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.sqlalchemy_url)
     ensure_audit_keys(settings)
+    ensure_release_key(settings)
     ensure_lake(settings)
+    ensure_webhook_secret(settings)
     db = Database(settings.sqlalchemy_url)
     trail = AuditLog(db, load_audit_keys(settings))
     events: list[AuditEvent] = []

@@ -1,6 +1,7 @@
 """The ``govplane`` command line.
 
-``init``, ``serve`` and ``policy check`` work on the local data directory or bundle;
+``init``, ``serve``, ``demo`` (which serves and walks the governed path over the API) and
+``policy check`` work on the local data directory or bundle;
 ``principals``, ``runs`` and ``lineage`` are clients of a running control plane (``--url``,
 ``--token``), so they pass through the same authentication, authorization and validation as any
 client.
@@ -12,6 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -24,11 +26,15 @@ runs_app = typer.Typer(help="Submit and follow governed runs.")
 policy_app = typer.Typer(help="Work with policy bundles.")
 audit_app = typer.Typer(help="Verify and export the audit trail.")
 lineage_app = typer.Typer(help="Query the lineage graph.")
+evidence_app = typer.Typer(help="Export and verify evidence packs of model versions.")
+sites_app = typer.Typer(help="Run the federated sites' Flower deployment.")
 app.add_typer(principals_app, name="principals")
 app.add_typer(runs_app, name="runs")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lineage_app, name="lineage")
+app.add_typer(evidence_app, name="evidence")
+app.add_typer(sites_app, name="sites")
 
 DataDir = Annotated[
     Path | None,
@@ -108,6 +114,63 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option(help="Interface the server listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the server listens on.", min=1, max=65535)] = 8000,
+    exit_: Annotated[
+        bool, typer.Option("--exit", help="Stop the server after the walk instead of staying up.")
+    ] = False,
+) -> None:
+    """Walk the governed path on the embedded default, then leave the server up (Ctrl-C stops).
+
+    Ingest, DP and plain training, evaluation with gates and mitigation, approval by two people,
+    local deployment with a prediction, a federated run over three sites, audit verification
+    and maturity, each through the HTTP API of a real server on the data directory.
+    """
+    from control_plane.demo import DemoError, Walk, run_demo
+
+    def stay_up(walk: Walk) -> None:
+        typer.echo("The server stays up; Ctrl-C stops it.")
+        try:
+            walk.server.process.wait()
+        except KeyboardInterrupt:
+            typer.echo("Stopping.")
+
+    try:
+        run_demo(_settings(data_dir).data_dir, host, port, typer.echo, None if exit_ else stay_up)
+    except DemoError as exc:
+        _fail(str(exc))
+
+
+@sites_app.command("up")
+def sites_up(data_dir: DataDir = None) -> None:
+    """Start a Flower SuperLink and one SuperNode per registered site; supervise them."""
+    import threading
+
+    from control_plane.federation import site_deployment, supervise
+    from control_plane.store import Database
+    from privacy.federated import DeploymentError
+
+    settings = _settings(data_dir)
+    try:
+        deployment = site_deployment(settings, Database(settings.sqlalchemy_url))
+        deployment.start()
+    except DeploymentError as exc:
+        _fail(str(exc))
+    sites = ", ".join(node.site for node in deployment.sites) or "none"
+    typer.echo(
+        f"Flower SuperLink on {deployment.control_address} (control API); SuperNodes: {sites}"
+    )
+    try:
+        supervise(deployment, threading.Event())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        deployment.stop()
+
+
 @policy_app.command("check")
 def policy_check(
     bundle_dir: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
@@ -150,6 +213,17 @@ def _call(
     body: Any = None,
     params: dict[str, Any] | None = None,
 ) -> Any:
+    return _request(url, token, method, path, body, params).json()
+
+
+def _request(
+    url: str,
+    token: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+) -> httpx.Response:
     try:
         response = httpx.request(
             method,
@@ -167,7 +241,7 @@ def _call(
             _fail(f"{problem['status']} {problem['title']}: {problem['detail']}")
         except (ValueError, KeyError, TypeError):
             _fail(f"HTTP {response.status_code}: {response.text[:200]}")
-    return response.json()
+    return response
 
 
 def _split(value: str, separator: str, form: str) -> tuple[str, str]:
@@ -398,6 +472,16 @@ def audit_public_key(data_dir: DataDir = None, database_url: DatabaseUrl = None)
     typer.echo(trail.public_key_pem, nl=False)
 
 
+def _public_key(path: Path) -> Any:
+    """The audit trail's Ed25519 public key from a PEM file."""
+    from audit import load_public_key
+
+    try:
+        return load_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read the public key {path}: {exc}")
+
+
 @audit_app.command("verify-export")
 def audit_verify_export(
     file: Annotated[Path, typer.Argument(help="A JSONL, CSV or Parquet audit export.")],
@@ -405,12 +489,9 @@ def audit_verify_export(
     as_json: JsonOut = False,
 ) -> None:
     """Verify an export offline: no server, no database, only the public key."""
-    from audit import load_public_key, verify_export
+    from audit import verify_export
 
-    try:
-        key = load_public_key(public_key.read_bytes())
-    except (OSError, ValueError) as exc:
-        _fail(f"cannot read the public key {public_key}: {exc}")
+    key = _public_key(public_key)
     if not file.is_file():
         _fail(f"no such file: {file}")
     _report(verify_export(file, key), as_json)
@@ -492,3 +573,49 @@ for _query, _summary in (
     ("impact", "Everything affected by a node: downstream datasets, jobs, models and deployments."),
 ):
     _lineage_command(_query, _summary)
+
+
+@evidence_app.command("export")
+def evidence_export(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[int, typer.Argument(help="The version number.", min=1)],
+    token: Token,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the zip [evidence-MODEL-vVERSION.zip].")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    as_json: JsonOut = False,
+) -> None:
+    """Download a model version's evidence pack (one zip, verifiable offline)."""
+    path = f"/models/{quote(model, safe='')}/versions/{version}/evidence-pack"
+    pack = _request(url, token, "GET", path).content
+    target = out or Path(f"evidence-{model}-v{version}.zip")
+    target.write_bytes(pack)
+    _emit({"file": str(target), "bytes": len(pack)}, as_json, f"wrote {target} ({len(pack)} bytes)")
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    pack: Annotated[Path, typer.Argument(help="An evidence pack (zip).")],
+    public_key: Annotated[Path, typer.Option(help="The audit trail's public key (PEM).")],
+    as_json: JsonOut = False,
+) -> None:
+    """Verify an evidence pack offline: file digests, the signed checkpoint, every proof."""
+    from audit import verify_pack
+
+    key = _public_key(public_key)
+    try:
+        result = verify_pack(pack.read_bytes(), key)
+    except OSError as exc:
+        _fail(f"cannot read {pack}: {exc}")
+    except ValueError as exc:
+        _fail(str(exc))
+    lines = [
+        f"{result.subject}: {'valid' if result.valid else 'INVALID'}",
+        f"  {result.files} files, {result.records} audit records, checkpoint size "
+        f"{result.checkpoint_size}",
+        *(f"  problem: {problem}" for problem in result.problems),
+    ]
+    _emit(result.to_json(), as_json, "\n".join(lines))
+    if not result.valid:
+        raise typer.Exit(1)

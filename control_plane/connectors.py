@@ -1,19 +1,23 @@
-"""The connectors the settings choose: the model registry and the training orchestrator."""
+"""The connectors the settings choose: model registry, training orchestrator, serving backends."""
 
 from __future__ import annotations
 
+from audit import CheckpointSigner
 from connectors.registry import MlflowRegistry, MlflowRegistryConfig, ModelRegistry
+from connectors.serving import KubernetesServing, KubernetesServingConfig, Serving
 from connectors.training import LocalRunner, LocalRunnerConfig, Orchestrator
 from control_plane.settings import Settings
 
 
 def registry_config(settings: Settings) -> MlflowRegistryConfig:
     """The MLflow registry: a tracking server if configured, else the embedded store."""
+    key = settings.artifact_signing_key_path
     return MlflowRegistryConfig(
         tracking_uri=settings.mlflow_tracking,
         registry_uri=settings.mlflow_registry_uri,
         artifact_location=settings.mlflow_artifact_location,
         experiment=settings.mlflow_experiment,
+        release_public_key=(CheckpointSigner.load(key).public_key_pem() if key.exists() else None),
     )
 
 
@@ -50,3 +54,18 @@ def orchestrator(settings: Settings) -> Orchestrator:
             existing_token=settings.kfp_token,
         )
     )
+
+
+def serving_backends(settings: Settings, local: Serving) -> dict[str, Serving]:
+    """The serving targets: ``local`` always; ``kserve`` and ``seldon`` with a kubeconfig."""
+    backends: dict[str, Serving] = {"local": local}
+    if settings.kubeconfig_file is not None:
+        for kind in ("kserve", "seldon"):
+            backends[kind] = KubernetesServing(
+                KubernetesServingConfig(
+                    kind=kind,
+                    namespace=settings.serving_namespace,
+                    kubeconfig=settings.kubeconfig_file,
+                )
+            )
+    return backends

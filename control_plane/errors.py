@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -116,16 +116,26 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Render every error of ``app`` as problem+json."""
+def install_problem_handlers(
+    app: FastAPI, pages: Callable[[Request, ProblemError], Response | None] | None = None
+) -> None:
+    """Render every error of ``app`` as problem+json.
+
+    Args:
+        app: the application.
+        pages: answers a problem on a web page instead, when it returns a response.
+    """
 
     @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    async def _problem(request: Request, exc: ProblemError) -> Response:
         if exc.before_response is not None:
             try:
                 await run_in_threadpool(exc.before_response)
             except ProblemError as failure:
                 exc = failure
+        page = pages(request, exc) if pages is not None else None
+        if page is not None:
+            return page
         return problem_response(request, exc.status, exc.title, exc.detail, **exc.extensions)
 
     @app.exception_handler(RequestValidationError)

@@ -58,28 +58,30 @@ def serve(
     data_dir: Path,
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
-    startup_seconds: float = 30.0,
+    startup_seconds: float = 180.0,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> Iterator[ServerProcess]:
-    """A ``govplane serve`` process on a free loopback port, stopped on exit.
+    """A ``govplane serve`` process, stopped on exit.
 
     Args:
         data_dir: the data directory it serves (``govplane init`` must have run on it).
         env: ``GOVPLANE_*`` settings for the process, on top of this process's environment.
         log: a file its output is appended to (discarded otherwise).
         startup_seconds: how long ``GET /api/v1/health`` may take to answer 200.
+        host: the interface it listens on (loopback unless told).
+        port: the port it listens on (a free one unless told).
 
     Raises:
         RuntimeError: the server exited or did not answer in time.
     """
-    port = free_port()
+    port = port or free_port()
+    command = [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--host", host, "--port", str(port)]
     with open(log, "ab") if log is not None else open(os.devnull, "wb") as output:
         process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
-            [*GOVPLANE, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-            env={**os.environ, **(env or {})},
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            command, env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT
         )
-        server = ServerProcess(f"http://127.0.0.1:{port}", process)
+        server = ServerProcess(f"http://{_reachable(host)}:{port}", process)
         try:
             _wait_until_healthy(server, startup_seconds)
             yield server
@@ -87,6 +89,11 @@ def serve(
             if process.poll() is None:
                 process.terminate()
             process.wait(30)
+
+
+def _reachable(host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (compared, not bound)
 
 
 def _wait_until_healthy(server: ServerProcess, seconds: float) -> None:

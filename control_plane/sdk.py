@@ -114,13 +114,32 @@ class GovplaneClient:
         ).json()
         if wait is None:
             return run
-        deadline = time.monotonic() + wait
-        while run["state"] not in _TERMINAL:
+        return self.wait(run["id"], wait)
+
+    def wait(
+        self, run_id: str, seconds: float = 300.0, until: frozenset[str] = _TERMINAL
+    ) -> dict[str, Any]:
+        """The run once its state is in ``until`` (by default: once it finished).
+
+        Raises:
+            TimeoutError: it is still elsewhere after ``seconds``.
+        """
+        deadline = time.monotonic() + seconds
+        run: dict[str, Any] = self.call("GET", f"/runs/{run_id}")
+        while run["state"] not in until:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run['id']} is still {run['state']} after {wait} s")
+                raise TimeoutError(f"run {run_id} is still {run['state']} after {seconds:g} s")
             time.sleep(0.2)
-            run = self._call("GET", f"/runs/{run['id']}").json()
+            run = self.call("GET", f"/runs/{run_id}")
         return run
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any API route (``path`` below ``/api/v1``); its JSON answer.
+
+        Raises:
+            GovplaneError: the API refused the request (its problem+json is attached).
+        """
+        return self._call(method, path, **kwargs).json()
 
     def read(
         self, dataset_id: str, limit: int = 10_000, snapshot_id: int | None = None

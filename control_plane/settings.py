@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DESTINATION = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     audit_hmac_key_file: Path | None = Field(
         default=None,
         description="Key that redacts secrets in the audit trail; default: in the data directory.",
+    )
+    artifact_signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 PEM key that signs model releases on promotion; default: in the "
+        "data directory.",
     )
     audit_checkpoint_seconds: float = Field(
         default=60.0,
@@ -87,8 +92,24 @@ class Settings(BaseSettings):
         "``sources`` folder in the data directory. Paths outside them are refused.",
     )
     lineage_delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    webhook_urls: tuple[AnyHttpUrl, ...] = Field(
+        default=(), description="Where approval notifications are POSTed (HMAC-signed)."
+    )
+    webhook_secret_file: Path | None = Field(
+        default=None,
+        description="Key (hex) that signs webhook notifications; default: in the data directory.",
+    )
+    webhook_delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     lineage_max_nodes: int = Field(
         default=5000, ge=1, le=1_000_000, description="Most nodes a lineage query returns."
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs dashboard session cookies; default: a random key per "
+        "process (sessions end when it restarts). Set the same value on every replica.",
+    )
+    session_hours: float = Field(
+        default=8.0, gt=0, le=24 * 7, description="How long a dashboard login lasts."
     )
     mlflow_tracking_uri: str | None = Field(
         default=None,
@@ -103,6 +124,18 @@ class Settings(BaseSettings):
     )
     training_timeout_seconds: float = Field(
         default=3600, gt=0, le=7 * 24 * 3600, description="Longest a local training job runs."
+    )
+    serving_start_timeout_seconds: float = Field(
+        default=120, gt=0, le=3600, description="Longest a local scoring server may take to start."
+    )
+    kubeconfig_file: Path | None = Field(
+        default=None,
+        description="kubeconfig of the cluster KServe and Seldon deployments are applied to.",
+    )
+    serving_namespace: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Kubernetes namespace of KServe and Seldon deployments.",
     )
     kfp_host: str | None = Field(
         default=None, description="Kubeflow Pipelines API; when set, training runs there."
@@ -122,6 +155,38 @@ class Settings(BaseSettings):
     )
     kfp_token: SecretStr | None = Field(
         default=None, description="Bearer token for the KFP API, if it needs one."
+    )
+
+    flower_host: str = Field(
+        default="127.0.0.1",
+        description="Where the Flower SuperLink listens (off loopback: TLS and node keys).",
+    )
+    flower_fleet_port: int = Field(
+        default=9092, ge=1, le=65535, description="SuperNodes connect here."
+    )
+    flower_control_port: int = Field(
+        default=9093,
+        ge=1,
+        le=65535,
+        description="Federated runs are submitted here (``flwr run``).",
+    )
+    flower_serverappio_port: int = Field(
+        default=9091, ge=1, le=65535, description="The SuperLink's ServerAppIo API (loopback)."
+    )
+    flower_ca_certificate: Path | None = Field(
+        default=None, description="CA certificate of the SuperLink's TLS certificate."
+    )
+    flower_certificate: Path | None = Field(default=None, description="SuperLink TLS certificate.")
+    flower_private_key: Path | None = Field(default=None, description="SuperLink TLS private key.")
+    flower_node_keys_dir: Path | None = Field(
+        default=None,
+        description="Folder of SuperNode authentication keys, ``SITE`` and ``SITE.pub`` per site.",
+    )
+    federated_round_timeout_seconds: float = Field(
+        default=120.0, gt=0, le=86400, description="How long a federated round waits for sites."
+    )
+    federated_run_timeout_seconds: float = Field(
+        default=3600.0, gt=0, le=604800, description="How long a federated run may take."
     )
 
     @field_validator("lineage_destinations")
@@ -158,6 +223,16 @@ class Settings(BaseSettings):
         return self.audit_signing_key_file or self.data_dir / "audit-signing-key.pem"
 
     @property
+    def artifact_signing_key_path(self) -> Path:
+        """Where the model release signing key is."""
+        return self.artifact_signing_key_file or self.data_dir / "artifact-signing-key.pem"
+
+    @property
+    def serving_dir(self) -> Path:
+        """Where local deployments keep the artifacts they serve."""
+        return self.data_dir / "serving"
+
+    @property
     def audit_hmac_key_path(self) -> Path:
         """Where the audit redaction (HMAC) key is."""
         return self.audit_hmac_key_file or self.data_dir / "audit-hmac.key"
@@ -171,6 +246,11 @@ class Settings(BaseSettings):
     def pseudonymization_key_path(self) -> Path:
         """Where the pseudonymization key is."""
         return self.pseudonymization_key_file or self.data_dir / "pseudonymization.key"
+
+    @property
+    def webhook_secret_path(self) -> Path:
+        """Where the webhook signing secret is."""
+        return self.webhook_secret_file or self.data_dir / "webhook-secret.key"
 
     @property
     def source_roots(self) -> tuple[Path, ...]:
@@ -197,6 +277,11 @@ class Settings(BaseSettings):
     def mlflow_artifact_location(self) -> str | None:
         """Where the embedded store keeps artifacts; a tracking server decides its own."""
         return None if self.mlflow_tracking_uri else (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def flower_dir(self) -> Path:
+        """Flower's home (``FLWR_HOME``): its configuration, installed apps, logs, outcomes."""
+        return self.data_dir / "flower"
 
     @property
     def oidc_enabled(self) -> bool:

@@ -92,6 +92,10 @@ class ApprovalFacts:
     status: str
     requested_by: str
     requirement: Mapping[str, Any] = field(default_factory=dict)
+    decisions: Sequence[Mapping[str, Any]] = ()
+    """Each decision: ``approver``, ``decision``, ``roles``, ``at``."""
+    closed_by: str | None = None
+    close_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,9 @@ def _run_facets(facts: GovernedRunFacts) -> dict[str, RunFacet]:
             status=facts.approval.status,
             requestedBy=facts.approval.requested_by,
             requirement=dict(facts.approval.requirement),
+            decisions=[dict(d) for d in facts.approval.decisions],
+            closedBy=facts.approval.closed_by,
+            closeReason=facts.approval.close_reason,
             producer=PRODUCER,
         )
     if facts.error is not None:

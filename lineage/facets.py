@@ -66,6 +66,9 @@ class ApprovalRunFacet(RunFacet):
     status: str
     requestedBy: str  # noqa: N815
     requirement: dict[str, Any] = attr.field(factory=dict)
+    decisions: list[dict[str, Any]] = attr.field(factory=list)
+    closedBy: str | None = None  # noqa: N815
+    closeReason: str | None = None  # noqa: N815
 
     @staticmethod
     def _get_schema() -> str:

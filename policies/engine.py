@@ -224,6 +224,10 @@ class PolicyEngine:
         """The decision on ``request``, identical to plain pycasbin's."""
         return self._snapshot.decide(request)
 
+    def roles_of(self, subject: str, domain: str) -> frozenset[str]:
+        """The roles ``subject`` holds in ``domain``, assigned or inherited."""
+        return frozenset(self._snapshot.graph.roles_of(subject, domain)) - {subject}
+
     def use_bundle(self, bundle: PolicyBundle) -> None:
         """Decide with ``bundle`` from now on, keeping the role assignments."""
         with self._lock:

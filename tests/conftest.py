@@ -12,14 +12,19 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from control_plane.app import create_app
 from control_plane.bootstrap import initialize
+from control_plane.inventory.model_card import CARD_FILES, ModelCard, render_card
 from control_plane.launcher import GOVPLANE as GOVPLANE
 from control_plane.launcher import serve
-from control_plane.runs import ExecutionContext, RunKind, RunWorker
+from control_plane.runs import ExecutionContext, RunKind, RunState, RunWorker
+from control_plane.runs.evidence import keep_artifact
 from control_plane.settings import Settings
 from control_plane.store import upgrade
+from control_plane.store.models import Model, Run
 
 PG_ADMIN_DSN = os.environ.get(
     "GOVPLANE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -143,7 +148,10 @@ def as_caller(client: TestClient, token: str) -> dict[str, str]:
 
 @contextmanager
 def govplane_serve(
-    data_dir: Path, env: Mapping[str, str] | None = None, log: Path | None = None
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    startup_seconds: float = 180.0,
 ) -> Iterator[str]:
     """A real ``govplane serve`` process on a free loopback port; yields its URL.
 
@@ -151,6 +159,38 @@ def govplane_serve(
         data_dir: the data directory it serves (``govplane init`` must have run on it).
         env: ``GOVPLANE_*`` settings for the process, on top of this process's environment.
         log: a file for its output (discarded otherwise).
+        startup_seconds: how long it may take to answer its health check.
     """
-    with serve(data_dir, env, log) as server:
+    with serve(data_dir, env, log, startup_seconds) as server:
         yield server.url
+
+
+def recorded_evaluation(
+    session: Session, model: str, version: int, status: str = "passed", run_id: str | None = None
+) -> dict[str, Any]:
+    """``evidence["evaluation"]`` of a ``model`` version as evaluate run ``run_id`` records
+    it, with the version's model card kept as the run's evidence. Without ``run_id``, a
+    finished evaluate run is added to the store first."""
+    row = session.scalars(select(Model).where(Model.name == model)).one()
+    if run_id is None:
+        run = Run(
+            kind=RunKind.EVALUATE,
+            state=RunState.SUCCEEDED if status == "passed" else RunState.FAILED,
+            domain=row.domain,
+            target=f"model:{model}",
+            params={"version": version},
+            bundle_version="sha256:" + "0" * 64,
+            submitted_by="admin",
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    card = ModelCard(
+        model, str(version), row.risk_tier, row.owner, row.intended_use, "adult", "adult", "plain"
+    )
+    kept = {
+        name: keep_artifact(session, run_id, name, text).digest
+        for name, text in render_card(card.to_dict()).items()
+    }
+    digests = {fmt: kept[name] for fmt, name in CARD_FILES.items()}
+    return {"run_id": run_id, "status": status, "model_card": digests}

@@ -102,7 +102,8 @@ def list_events(
 @router.get("/verify")
 def verify(services: ServicesDep, guard: GuardDep) -> VerificationOut:
     _authorize(guard)
-    return VerificationOut.model_validate(services.audit.verify().to_json())
+    verification = services.audit.verify_recorded(guard.caller.name, guard.request_id)
+    return VerificationOut.model_validate(verification.to_json())
 
 
 @router.get("/checkpoints/latest")

@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.lake import Lake
+from connectors.serving import LocalScoringServers
+from control_plane.approvals import ApprovalWorkflow, WebhookDeliverer
 from control_plane.audit_trail import AuditLog, DecisionAudit
 from control_plane.authorization import Authorization, Caller, Guard
 from control_plane.errors import UnauthenticatedError
@@ -39,6 +41,9 @@ class Services:
     lineage_deliverer: LineageDeliverer | None
     privacy_ledger: PrivacyLedger
     lake: Lake
+    approvals: ApprovalWorkflow
+    webhook_deliverer: WebhookDeliverer | None
+    local_serving: LocalScoringServers
 
 
 def get_services(request: Request) -> Services:
@@ -74,7 +79,18 @@ def _caller(session: Session, services: Services, token: str) -> Caller:
             raise UnauthenticatedError(f"no principal is bound to OIDC subject {identity.subject}")
     else:
         raise UnauthenticatedError("the bearer token is not a govplane API token")
+    return caller_of(principal)
+
+
+def caller_of(principal: Principal) -> Caller:
+    """The caller a stored principal acts as."""
     return Caller(principal.id, principal.name, principal.kind, dict(principal.attributes))
+
+
+def bind_guard(request: Request, services: Services, session: Session, caller: Caller) -> Guard:
+    """A guard for ``caller`` on the current policy, auditing its decisions under the request."""
+    engine = services.authorization.engine(session)
+    return Guard(engine, caller, DecisionAudit(services.audit), request_id(request))
 
 
 def request_id(request: Request) -> str:
@@ -91,9 +107,7 @@ def get_guard(request: Request, services: ServicesDep, bearer: BearerDep) -> Gua
     if not token:
         raise UnauthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
     with services.db.session() as session:
-        caller = _caller(session, services, token)
-        engine = services.authorization.engine(session)
-    return Guard(engine, caller, DecisionAudit(services.audit), request_id(request))
+        return bind_guard(request, services, session, _caller(session, services, token))
 
 
 GuardDep = Annotated[Guard, Depends(get_guard)]

@@ -202,7 +202,7 @@ def _as_of(value: str | None) -> datetime | None:
         raise InvalidInputError(f"as_of: {exc}") from None
 
 
-def _query(
+def visible_graph(
     services: ServicesDep,
     guard: Guard,
     node: str,
@@ -242,7 +242,7 @@ def graph(
     as_of: AsOf = None,
 ) -> GraphOut:
     at = _as_of(as_of)
-    found, visible = _query(services, guard, node, direction, depth, at)
+    found, visible = visible_graph(services, guard, node, direction, depth, at)
     return GraphOut(
         root=node,
         direction=direction,
@@ -281,7 +281,7 @@ def impact(
 ) -> ImpactOut:
     """Everything downstream of ``node``: the datasets, jobs, models and deployments it feeds."""
     at = _as_of(as_of)
-    found, visible = _query(services, guard, node, Direction.DOWNSTREAM, depth, at)
+    found, visible = visible_graph(services, guard, node, Direction.DOWNSTREAM, depth, at)
     by_type: dict[NodeType, list[str]] = {t: [] for t in NodeType}
     for n in found.nodes:
         if n.ref.id != node and n.ref.id in visible:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import StringConstraints
 from sqlalchemy import select
 
@@ -21,9 +21,11 @@ from control_plane.api.fields import (
     Text,
 )
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
-from control_plane.errors import NotFoundError
-from control_plane.inventory.catalog import can_read, readable, register
-from control_plane.store.models import Model, ModelVersion
+from control_plane.api.runs import evidence_response
+from control_plane.evidence import evidence_pack
+from control_plane.inventory.catalog import can_read, model_version, readable, register
+from control_plane.runs.evidence import version_card
+from control_plane.store.models import Model
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -95,22 +97,19 @@ def get(name: PathKey, services: ServicesDep, guard: GuardDep) -> ModelOut:
     return ModelOut.model_validate(_model(services, guard, name))
 
 
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
 @router.get("/{name}/versions/{version}")
 def get_version(
     name: PathKey,
-    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    version: VersionNumber,
     services: ServicesDep,
     guard: GuardDep,
 ) -> ModelVersionOut:
     model = _model(services, guard, name)
     with services.db.session() as session:
-        row = session.scalars(
-            select(ModelVersion).where(
-                ModelVersion.model_id == model.id, ModelVersion.version == version
-            )
-        ).first()
-        if row is None:
-            raise NotFoundError(f"model {name!r} has no version {version}")
+        row = model_version(session, model, version)
         return ModelVersionOut(
             model=name,
             version=row.version,
@@ -121,3 +120,46 @@ def get_version(
             artifact_digest=row.artifact_digest,
             created_at=row.created_at,
         )
+
+
+@router.get(
+    "/{name}/versions/{version}/evidence-pack",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The version's evidence pack (verify it with `govplane evidence "
+            "verify`).",
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def get_evidence_pack(
+    name: PathKey, version: VersionNumber, services: ServicesDep, guard: GuardDep
+) -> Response:
+    """One zip of the version's evidence, audit records, inclusion proofs and checkpoint."""
+    pack = evidence_pack(services, guard, name, version)
+    filename = f"evidence-{name}-v{version}.zip"
+    return Response(
+        pack,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/{name}/versions/{version}/card",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/html": {}, "text/markdown": {}}}},
+)
+def get_card(
+    name: PathKey,
+    version: VersionNumber,
+    services: ServicesDep,
+    guard: GuardDep,
+    card_format: Annotated[Literal["json", "html", "markdown"], Query(alias="format")] = "json",
+) -> Response:
+    """The model card of the version's latest evaluation, as its evaluate run kept it."""
+    model = _model(services, guard, name)
+    with services.db.session() as session:
+        row = model_version(session, model, version)
+        return evidence_response(version_card(session, row, card_format))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import Field, field_validator
 from pydantic_core import to_json
 from sqlalchemy import select
@@ -17,7 +17,8 @@ from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
 from control_plane.authorization import Guard
 from control_plane.errors import NotFoundError
 from control_plane.runs import RunKind, RunState, RunSubmission
-from control_plane.store.models import GateResultRow, Run, RunTransition
+from control_plane.runs.evidence import ARTIFACT_NAME, run_artifact, run_artifacts
+from control_plane.store.models import EvidenceArtifact, GateResultRow, Run, RunTransition
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -82,6 +83,14 @@ class RunOut(ResponseModel):
     finished_at: datetime | None
 
 
+class EvidenceOut(ResponseModel):
+    name: str
+    media_type: str
+    digest: str
+    size: int
+    created_at: datetime
+
+
 class RunDetail(RunOut):
     gates: list[GateResultOut]
     transitions: list[TransitionOut]
@@ -140,11 +149,54 @@ def list_runs(
     return Page(items=[RunOut.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
+def _readable_run(session: Session, guard: Guard, run_id: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFoundError(f"no run {run_id}")
+    guard.require("read", f"run:{run.id}", run.domain)
+    return run
+
+
 @router.get("/{run_id}", operation_id=GET_RUN)
 def get(run_id: PathKey, services: ServicesDep, guard: GuardDep) -> RunDetail:
     with services.db.session() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFoundError(f"no run {run_id}")
-        guard.require("read", f"run:{run.id}", run.domain)
-        return run_detail(session, run)
+        return run_detail(session, _readable_run(session, guard, run_id))
+
+
+@router.get("/{run_id}/evidence")
+def list_evidence(run_id: PathKey, services: ServicesDep, guard: GuardDep) -> list[EvidenceOut]:
+    """The documents a run kept as evidence, by name, each with its SHA-256 digest."""
+    with services.db.session() as session:
+        run = _readable_run(session, guard, run_id)
+        return [EvidenceOut.model_validate(row) for row in run_artifacts(session, run.id)]
+
+
+@router.get(
+    "/{run_id}/evidence/{name}",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/html": {}, "text/markdown": {}}}},
+)
+def get_evidence(
+    run_id: PathKey,
+    name: Annotated[str, Path(pattern=ARTIFACT_NAME.pattern)],
+    services: ServicesDep,
+    guard: GuardDep,
+) -> Response:
+    """One evidence document as it was written, with its digest as the ETag."""
+    with services.db.session() as session:
+        run = _readable_run(session, guard, run_id)
+        return evidence_response(run_artifact(session, run.id, name))
+
+
+def evidence_response(row: EvidenceArtifact) -> Response:
+    """A stored document served read-only: sandboxed, never sniffed, named by its digest."""
+    return Response(
+        row.content,
+        media_type=row.media_type,
+        headers={
+            "ETag": f'"{row.digest}"',
+            "Content-Security-Policy": "sandbox allow-scripts",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=0",
+        },
+    )

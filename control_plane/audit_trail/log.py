@@ -343,6 +343,26 @@ class AuditLog:
             )
             return check.finish(head=(size, bytes(root)))
 
+    def verify_recorded(self, actor: str, request_id: str | None = None) -> Verification:
+        """:meth:`verify`, and record who verified and the outcome (``audit.verify``).
+
+        Raises:
+            AuditUnavailableError: the outcome could not be recorded (nothing is answered).
+        """
+        verification = self.verify()
+        outcome = verification.to_json()
+        event = AuditEvent(
+            actor=actor,
+            action="audit.verify",
+            resource="audit:*",
+            decision="ok" if verification.valid else "invalid",
+            reasons=[verification.problem] if verification.problem else [],
+            request_id=request_id,
+            payload={k: outcome[k] for k in ("valid", "size", "root_hash", "first_invalid")},
+        )
+        self.commit([event])
+        return verification
+
     def inclusion_proof(self, index: int, tree_size: int | None) -> dict[str, Any]:
         """The RFC 9162 inclusion proof of record ``index`` in the tree of ``tree_size``."""
         with self._db.session() as session:

@@ -35,7 +35,12 @@ def issue_token(session: Session, principal_id: str, expires_at: datetime | None
 
 def principal_for_token(session: Session, token: str) -> str | None:
     """The id of the principal a valid, unexpired token belongs to, else None."""
-    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
+    return principal_for_token_hash(session, hash_token(token))
+
+
+def principal_for_token_hash(session: Session, token_hash: str) -> str | None:
+    """Like :func:`principal_for_token`, from the token's digest (what a web session keeps)."""
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
     if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
         return None
     return row.principal_id

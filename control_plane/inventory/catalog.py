@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from control_plane.authorization import Guard
 from control_plane.errors import ConflictError, NotFoundError
 from control_plane.inventory.assets import Asset, dataset_asset, model_asset, site_asset
-from control_plane.store.models import Dataset, Model, Site
+from control_plane.store.models import Dataset, Model, ModelVersion, Site
 
 Row = TypeVar("Row", Dataset, Model, Site)
 
@@ -56,3 +56,15 @@ def can_read(guard: Guard) -> Callable[[Dataset | Model | Site], bool]:
         return guard.decide("read", asset.ref, asset.domain, asset.attributes).allowed
 
     return allowed
+
+
+def model_version(session: Session, model: Model, version: int) -> ModelVersion:
+    """Version ``version`` of ``model`` (404 when it has none)."""
+    row = session.scalars(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == version
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"model {model.name!r} has no version {version}")
+    return row

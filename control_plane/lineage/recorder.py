@@ -18,6 +18,7 @@ from control_plane.lineage.store import LineageStore
 from control_plane.runs.states import RunKind, RunState
 from control_plane.store.models import (
     Approval,
+    ApprovalDecision,
     Dataset,
     GateResultRow,
     Model,
@@ -83,7 +84,9 @@ def _facts(
     session: Session, run: Run, transition: RunTransition, event_type: EventType
 ) -> GovernedRunFacts:
     target = _asset(session, run.target, run.params.get("version"))
-    inputs = [_asset(session, ref, None) for ref in run.inputs]
+    # A run that used only some of its inputs (a federated run's lost sites) names them.
+    used = run.outputs.get("inputs_used", run.inputs)
+    inputs = [_asset(session, ref, None) for ref in used]
     outputs = []
     if RunKind(run.kind) in _PRODUCING:
         version = run.outputs.get("model_version")
@@ -116,16 +119,36 @@ def _facts(
         inputs=[asset for asset in inputs if asset is not None],
         outputs=[asset for asset in outputs if asset is not None],
         classification=run.attributes.get("classification"),
-        privacy_mode=run.attributes.get("privacy_mode"),
+        privacy_mode=run.attributes.get("privacy_mode") or run.outputs.get("privacy_mode"),
         epsilon_spent=_number(run.outputs.get("epsilon_spent")),
         delta_spent=_number(run.outputs.get("delta_spent")),
         gates=[GateOutcome(g.gate, g.status, dict(g.metrics), list(g.reasons)) for g in gates],
-        approval=(
-            ApprovalFacts(approval.status, approval.requested_by, dict(approval.requirement))
-            if approval is not None
-            else None
-        ),
+        approval=_approval(session, approval) if approval is not None else None,
         error=error,
+    )
+
+
+def _approval(session: Session, approval: Approval) -> ApprovalFacts:
+    decisions = session.scalars(
+        select(ApprovalDecision)
+        .where(ApprovalDecision.approval_id == approval.id)
+        .order_by(ApprovalDecision.created_at, ApprovalDecision.id)
+    )
+    return ApprovalFacts(
+        approval.status,
+        approval.requested_by,
+        dict(approval.requirement),
+        [
+            {
+                "approver": d.approver,
+                "decision": d.decision,
+                "roles": list(d.roles),
+                "at": d.created_at.isoformat(),
+            }
+            for d in decisions
+        ],
+        approval.closed_by,
+        approval.close_reason,
     )
 
 

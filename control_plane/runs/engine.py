@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from control_plane.authorization import Guard
 from control_plane.errors import InvalidInputError, NotFoundError
 from control_plane.inventory.assets import resolve_asset
+from control_plane.inventory.versions import promotion_facts
 from control_plane.runs.executors import ExecutionContext, Executor
 from control_plane.runs.recording import TransitionRecorder
 from control_plane.runs.states import RunKind, RunState, check_transition
@@ -88,6 +89,8 @@ class RunEngine:
         for key in ("target_stage", "privacy_mode", "purpose"):
             if key in submission.params:
                 attributes[key] = submission.params[key]
+        if submission.kind == RunKind.PROMOTE:
+            attributes.update(promotion_facts(session, target.ref, submission.params))
         bundle = guard.bundle
         plan = [
             {"gate": spec.name, "params": dict(spec.params)}

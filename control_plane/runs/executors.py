@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from audit import AuditEvent
 from control_plane.runs.states import RunKind
 
 
@@ -22,6 +23,21 @@ class ExecutionContext:
     attributes: Mapping[str, Any]
     submitted_by: str
     bundle_version: str
+
+    def audit_event(
+        self, action: str, payload: Mapping[str, Any], refused: str | None = None
+    ) -> AuditEvent:
+        """The record of what the executor did for this run, on the submitter's behalf, or,
+        with ``refused`` (the reason), of what it refused to do."""
+        return AuditEvent(
+            actor=self.submitted_by,
+            action=action,
+            resource=self.target,
+            decision="ok" if refused is None else "deny",
+            reasons=() if refused is None else (refused,),
+            run_id=self.run_id,
+            payload=payload,
+        )
 
 
 class Executor(Protocol):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from audit import AuditEvent
 from control_plane.audit_trail import AuditLog
 from control_plane.bundles import activate_bundle
 from control_plane.runs.executors import ExecutionContext
@@ -33,13 +32,8 @@ class PolicyChangeExecutor:
             self._trail.append(
                 session,
                 [
-                    AuditEvent(
-                        actor=context.submitted_by,
-                        action="policy.activate",
-                        resource=context.target,
-                        decision="ok",
-                        run_id=context.run_id,
-                        payload={"version": version, "files": sorted(bundle.files)},
+                    context.audit_event(
+                        "policy.activate", {"version": version, "files": sorted(bundle.files)}
                     )
                 ],
             )

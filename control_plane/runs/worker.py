@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 from control_plane.runs.engine import RunEngine
 
@@ -11,10 +12,25 @@ _log = logging.getLogger(__name__)
 
 
 class RunWorker:
-    """Polls for claimable runs and processes them, one at a time, in a daemon thread."""
+    """Polls for claimable runs and processes them, one at a time, in a daemon thread.
 
-    def __init__(self, engine: RunEngine, name: str, poll_seconds: float) -> None:
+    Args:
+        engine: the run engine.
+        name: the name the worker claims runs under.
+        poll_seconds: how often an idle worker looks again.
+        chores: what else the loop does on each round, before claiming runs (closing the
+            approvals whose time ran out, which makes their runs move).
+    """
+
+    def __init__(
+        self,
+        engine: RunEngine,
+        name: str,
+        poll_seconds: float,
+        chores: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self._engine = engine
+        self._chores = tuple(chores)
         self.name = name
         self._poll_seconds = poll_seconds
         self._wake = threading.Event()
@@ -64,6 +80,8 @@ class RunWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                for chore in self._chores:
+                    chore()
                 self.drain()
             except Exception:
                 _log.exception("run worker %s failed; retrying", self.name)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -187,6 +188,26 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class Deployment(Base):
+    """A model version served at an endpoint by a serving target (local, KServe, Seldon)."""
+
+    __tablename__ = "deployments"
+    id: Mapped[str] = _id()
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))
+    model: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(16))
+    endpoint_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16))
+    canary_percent: Mapped[int] = mapped_column(Integer, default=100)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
 class Site(Base):
     """A federated site: who operates it, where its data resides."""
 
@@ -198,8 +219,33 @@ class Site(Base):
     residency: Mapped[str] = mapped_column(String(64))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     node_id: Mapped[str | None] = mapped_column(String(256))
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = _created()
+
+
+class SiteDataset(Base):
+    """A dataset held at a site; a dataset is held by at most one site."""
+
+    __tablename__ = "site_datasets"
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+
+
+class SiteParticipation(Base):
+    """A site operator's decision on the site's participation in one federated run."""
+
+    __tablename__ = "site_participations"
+    __table_args__ = (UniqueConstraint("site_id", "run_id"),)
+    id: Mapped[str] = _id()
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str] = mapped_column(String(128))
+    decided_at: Mapped[datetime] = _created()
 
 
 class Run(Base):
@@ -252,6 +298,28 @@ class GateResultRow(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class EvidenceArtifact(Base):
+    """A document a run produced as evidence (a report, a model card), addressed by its digest.
+
+    Written once with the run and never updated or deleted: the store refuses both.
+    """
+
+    __tablename__ = "evidence_artifacts"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(71), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()
+
+
+@event.listens_for(EvidenceArtifact, "before_update")
+@event.listens_for(EvidenceArtifact, "before_delete")
+def _refuse_change(_mapper: Any, _connection: Any, row: EvidenceArtifact) -> None:
+    raise PermissionError(f"evidence {row.name} of run {row.run_id} is immutable")
+
+
 class Approval(Base):
     """An approval a run waits for, with the requirement the bundle set."""
 
@@ -265,6 +333,38 @@ class Approval(Base):
     requested_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ApprovalDecision(Base):
+    """One principal's decision on an approval; at most one per principal, never changed."""
+
+    __tablename__ = "approval_decisions"
+    __table_args__ = (UniqueConstraint("approval_id", "approver"),)
+    id: Mapped[str] = _id()
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    roles: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = _created()
+
+
+class WebhookOutbox(Base):
+    """A webhook notification waiting for (or delivered to) one URL."""
+
+    __tablename__ = "webhook_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
 
 
 class AuditRecord(Base):

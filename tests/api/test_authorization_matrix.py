@@ -30,9 +30,10 @@ from httpx import Response
 
 from control_plane.app import create_app
 from control_plane.bootstrap import initialize
+from control_plane.maturity import RUBRICS
 from control_plane.runs import RunKind
 from control_plane.settings import Settings
-from control_plane.store.models import Model, ModelVersion
+from control_plane.store.models import Deployment, ModelVersion
 from policies import (
     DEFAULT_BUNDLE_DIR,
     AuthzRequest,
@@ -41,12 +42,14 @@ from policies import (
     RoleAssignment,
     load_bundle,
 )
-from tests.conftest import RecordingExecutor, as_caller, drain
+from tests.conftest import RecordingExecutor, as_caller, drain, recorded_evaluation
 from tests.lineage.events import ds, run_event
 
 BUNDLE = load_bundle(DEFAULT_BUNDLE_DIR)
 ROLES = sorted(BUNDLE.roles)
 OWN, OTHER = "alpha", "beta"
+# What the promotion_evidence gate asks of a version before its approval is opened.
+EVALUATED = {"evaluation": {"status": "passed", "model_card": {"json": "sha256:" + "0" * 64}}}
 PLATFORM = "*"
 SCOPES = ("own", "other", "everywhere")
 CALLER_ATTRIBUTES = {"clearance": "confidential"}
@@ -144,13 +147,14 @@ def _budget(cell: Cell) -> Need:
     return Need("read", f"privacy_budget:ds-{cell.objects.domain}", cell.objects.domain, attributes)
 
 
-def _fresh_run(cell: Cell, world: World) -> str:
-    """A new pending training run on the cell's dataset, submitted by the admin."""
+def _fresh_run(cell: Cell, world: World, kind: str = "train") -> str:
+    """A new pending run (``train`` or ``federated_train``) on the cell's dataset, submitted by
+    the admin."""
     run = _created(
         world.client.post(
             "/api/v1/runs",
             json={
-                "kind": "train",
+                "kind": kind,
                 "target": f"model:{cell.objects.model}",
                 "inputs": [f"dataset:ds-{cell.objects.domain}"],
             },
@@ -171,6 +175,35 @@ def _reservation(cell: Cell, world: World, verb: str) -> tuple[str, dict[str, An
     path = f"/api/v1/privacy/budgets/{cell.objects.dataset_id}/reservations/{run_id}/{verb}"
     spend = {"epsilon": 0.005, "delta": 1e-9, "accountant": "rdp"}
     return path, spend if verb == "commit" else None
+
+
+PROMOTER = "ml-engineer.all"
+"""Who submits the promotions that cells decide (separation of duties then excludes only it)."""
+
+
+def _fresh_approval(cell: Cell, world: World) -> str:
+    """A new approval of a staging promotion of the cell's model, submitted by the promoter."""
+    run = _created(
+        world.client.post(
+            "/api/v1/runs",
+            json={
+                "kind": "promote",
+                "target": f"model:{cell.objects.model}",
+                "params": {"target_stage": "staging", "version": 1},
+            },
+            headers=as_caller(world.client, world.tokens[PROMOTER]),
+        )
+    )
+    drain(world.client)
+    approvals = world.client.get("/api/v1/approvals", params={"limit": 200}).json()["items"]
+    (approval,) = [item for item in approvals if item["run_id"] == run["id"]]
+    approval_id: str = approval["id"]
+    return approval_id
+
+
+def _approval(cell: Cell, action: str) -> Need:
+    attributes = {"requested_by": PROMOTER, "target": f"model:{cell.objects.model}"}
+    return Need(action, "approval:fresh", cell.objects.domain, attributes)
 
 
 def _proposal(cell: Cell) -> dict[str, str]:
@@ -361,6 +394,25 @@ ROUTES = (
         lambda c, w: [_model(c)],
         lambda c, w: (f"/api/v1/models/{c.objects.model}/versions/1", None),
     ),
+    Route(
+        "GET",
+        "/api/v1/models/{name}/versions/{version}/card",
+        lambda c, w: [_model(c)],
+        lambda c, w: (f"/api/v1/models/{c.objects.model}/versions/1/card?format=html", None),
+    ),
+    Route(
+        "GET",
+        "/api/v1/deployments",
+        lambda c, w: [_model(c)],
+        lambda c, w: ("/api/v1/deployments?limit=200", None),
+        listed=lambda c, w: f"dep-{c.objects.domain}",
+    ),
+    Route(
+        "GET",
+        "/api/v1/deployments/{name}",
+        lambda c, w: [_model(c)],
+        lambda c, w: (f"/api/v1/deployments/dep-{c.objects.domain}", None),
+    ),
     _creation("site", {"residency": "DE"}),
     Route(
         "GET",
@@ -368,6 +420,22 @@ ROUTES = (
         lambda c, w: [_site(c)],
         lambda c, w: ("/api/v1/sites?limit=200", None),
         listed=lambda c, w: c.objects.site_id,
+    ),
+    Route(
+        "GET",
+        "/api/v1/sites/{site_id}",
+        lambda c, w: [_site(c)],
+        lambda c, w: (f"/api/v1/sites/{c.objects.site_id}", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/sites/{site_id}/participations",
+        lambda c, w: [_site(c), replace(_site(c), action="approve")],
+        lambda c, w: (
+            f"/api/v1/sites/{c.objects.site_id}/participations",
+            {"run_id": _fresh_run(c, w, "federated_train"), "decision": "approve"},
+        ),
+        success=201,
     ),
     Route(
         "POST",
@@ -398,10 +466,44 @@ ROUTES = (
     ),
     Route(
         "GET",
+        "/api/v1/runs/{run_id}/evidence",
+        lambda c, w: [Need("read", f"run:{c.objects.run_id}", c.objects.domain)],
+        lambda c, w: (f"/api/v1/runs/{c.objects.run_id}/evidence", None),
+    ),
+    Route(
+        "GET",
+        "/api/v1/runs/{run_id}/evidence/{name}",
+        lambda c, w: [Need("read", f"run:{c.objects.run_id}", c.objects.domain)],
+        lambda c, w: (f"/api/v1/runs/{c.objects.run_id}/evidence/model_card.json", None),
+    ),
+    Route(
+        "GET",
         "/api/v1/approvals",
         lambda c, w: [Need("read", f"approval:{c.objects.approval_id}", c.objects.domain)],
         lambda c, w: ("/api/v1/approvals?limit=200", None),
         listed=lambda c, w: c.objects.approval_id,
+    ),
+    Route(
+        "GET",
+        "/api/v1/approvals/{approval_id}",
+        lambda c, w: [Need("read", f"approval:{c.objects.approval_id}", c.objects.domain)],
+        lambda c, w: (f"/api/v1/approvals/{c.objects.approval_id}", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/approvals/{approval_id}/decisions",
+        lambda c, w: [_approval(c, "approve")],
+        lambda c, w: (
+            f"/api/v1/approvals/{_fresh_approval(c, w)}/decisions",
+            {"decision": "approve", "comment": "reviewed"},
+        ),
+        success=201,
+    ),
+    Route(
+        "POST",
+        "/api/v1/approvals/{approval_id}/revoke",
+        lambda c, w: [_approval(c, "revoke")],
+        lambda c, w: (f"/api/v1/approvals/{_fresh_approval(c, w)}/revoke", {"comment": "stop"}),
     ),
     _audit("events"),
     _audit("verify"),
@@ -456,7 +558,25 @@ PRIVACY_ROUTES = (
         lambda c, w: _reservation(c, w, "release"),
     ),
 )
-ROUTES = (*ROUTES, *PRIVACY_ROUTES)
+
+
+def _maturity(cell: Cell, world: World) -> list[Need]:
+    """``GET /maturity`` answers the rubrics the caller may read: allowed when it reads one."""
+    needs = [Need("read", f"maturity:{rubric}", PLATFORM) for rubric in RUBRICS]
+    readable = [need for need in needs if _expected_need(world, cell, need)]
+    return readable[:1] or needs[:1]
+
+
+MATURITY_AND_EVIDENCE_ROUTES = (
+    Route("GET", "/api/v1/maturity", _maturity, lambda c, w: ("/api/v1/maturity", None)),
+    Route(
+        "GET",
+        "/api/v1/models/{name}/versions/{version}/evidence-pack",
+        lambda c, w: [_model(c), Need("read", "audit:*", PLATFORM)],
+        lambda c, w: (f"/api/v1/models/{c.objects.model}/versions/1/evidence-pack", None),
+    ),
+)
+ROUTES = (*ROUTES, *PRIVACY_ROUTES, *MATURITY_AND_EVIDENCE_ROUTES)
 ROUTE_IDS = [f"{route.method} {route.path.removeprefix('/api/v1')}" for route in ROUTES]
 ADMIN_ROUTES = [
     route
@@ -468,7 +588,9 @@ ADMIN_ROUTES = [
 DOMAIN_ROUTES = [
     route
     for route in ROUTES
-    if route.path.startswith(("/api/v1/datasets", "/api/v1/models", "/api/v1/sites"))
+    if route.path.startswith(
+        ("/api/v1/datasets", "/api/v1/models", "/api/v1/deployments", "/api/v1/sites")
+    )
     or route.path.startswith(("/api/v1/runs", "/api/v1/approvals", "/api/v1/policies/decide"))
     or route.path.startswith(("/api/v1/lineage", "/api/v1/privacy"))
 ]
@@ -500,23 +622,55 @@ def _register(client: TestClient, domain: str) -> Objects:
     )
     site = _created(
         client.post(
-            "/api/v1/sites", json={"name": f"site-{domain}", "domain": domain, "residency": "DE"}
+            "/api/v1/sites",
+            json={
+                "name": f"site-{domain}",
+                "domain": domain,
+                "residency": "DE",
+                "datasets": [f"ds-{domain}"],
+            },
         )
     )
-    # A promotion of a medium-risk model waits for an approval: one run and one approval.
+    # An evaluated version of it, with a model card, and its promotion that waits for an
+    # approval (medium risk): one run and one approval; the run is then deployed.
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session(write=True) as session:
+        version = ModelVersion(model_id=model["id"], version=1, evidence=EVALUATED)
+        session.add(version)
+        session.flush()
+        version_id = version.id
     run = _created(
         client.post(
             "/api/v1/runs",
             json={
                 "kind": "promote",
                 "target": f"model:{model['name']}",
-                "params": {"target_stage": "staging"},
+                "params": {"target_stage": "staging", "version": 1},
             },
         )
     )
     drain(client)
+    with services.db.session(write=True) as session:
+        session.get_one(ModelVersion, version_id).evidence = {
+            "evaluation": recorded_evaluation(session, model["name"], 1, run_id=run["id"])
+        }
     approvals = client.get("/api/v1/approvals", params={"limit": 200}).json()["items"]
     (approval,) = [item for item in approvals if item["run_id"] == run["id"]]
+    with services.db.session(write=True) as session:
+        session.add(
+            Deployment(
+                name=f"dep-{domain}",
+                domain=domain,
+                model_version_id=version_id,
+                model=model["name"],
+                version=1,
+                target="local",
+                endpoint_url="http://127.0.0.1:1/invocations",
+                status="ready",
+                run_id=run["id"],
+                created_by="admin",
+            )
+        )
     # The dataset is ingested (for previews), and one more upload waits for parts.
     uploads = f"/api/v1/datasets/{dataset['id']}/uploads"
     ingested = _created(client.post(uploads, content=_arrow(ROWS), headers=_ARROW_HEADERS))
@@ -584,11 +738,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             client.post("/api/v1/principals", json={"name": "target", "kind": "user"})
         )
         objects = {domain: _register(client, domain) for domain in (OWN, OTHER)}
-        services = client.app.state.services  # type: ignore[attr-defined]
-        with services.db.session(write=True) as session:
-            for domain in (OWN, OTHER):
-                model_id = session.query(Model.id).filter(Model.name == f"model-{domain}").scalar()
-                session.add(ModelVersion(model_id=model_id, version=1))
         yield World(client, tokens, objects, target["id"], CasbinReference(BUNDLE, assignments))
 
 
@@ -599,19 +748,15 @@ def _cell(role: str, scope: str) -> tuple[str, str]:
     return caller_name(role, scope), OTHER if scope == "other" else OWN
 
 
-def _expected(world: World, route: Route, cell: Cell) -> bool:
-    return all(
-        world.reference.decide(
-            AuthzRequest(
-                cell.caller,
-                need.domain,
-                need.object,
-                need.action,
-                {**CALLER_ATTRIBUTES, **need.attributes},
-            )
-        ).allowed
-        for need in route.needs(cell, world)
+def _expected_need(world: World, cell: Cell, need: Need) -> bool:
+    request = AuthzRequest(
+        cell.caller, need.domain, need.object, need.action, {**CALLER_ATTRIBUTES, **need.attributes}
     )
+    return world.reference.decide(request).allowed
+
+
+def _expected(world: World, route: Route, cell: Cell) -> bool:
+    return all(_expected_need(world, cell, need) for need in route.needs(cell, world))
 
 
 def _call(world: World, route: Route, cell: Cell) -> Response:

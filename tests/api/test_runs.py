@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from control_plane.app import create_app
 from control_plane.runs import RunKind, RunState
 from control_plane.settings import Settings
-from control_plane.store.models import GateResultRow, Run, RunTransition
+from control_plane.store.models import GateResultRow, Model, ModelVersion, Run, RunTransition
 from tests.conftest import RecordingExecutor, as_caller, drain, principal_token
 
 
@@ -29,6 +29,15 @@ def _model(client: TestClient, name: str, risk_tier: str, domain: str = "retail"
         json={"name": name, "domain": domain, "risk_tier": risk_tier, "intended_use": "scoring"},
     )
     assert response.status_code == 201, response.text
+
+
+def _evaluated_version(client: TestClient, name: str) -> None:
+    """Version 1 of model ``name``, with the passed evaluation and model card a promotion needs."""
+    services = client.app.state.services  # type: ignore[attr-defined]
+    evidence = {"evaluation": {"status": "passed", "model_card": {"json": "sha256:" + "0" * 64}}}
+    with services.db.session(write=True) as session:
+        model_id = session.query(Model.id).filter(Model.name == name).scalar()
+        session.add(ModelVersion(model_id=model_id, version=1, evidence=evidence))
 
 
 def _submit(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -105,11 +114,15 @@ def test_an_executor_error_fails_the_run_with_the_error(
 def test_promotion_of_a_high_risk_model_waits_for_approval(
     client: TestClient, executors: dict[RunKind, RecordingExecutor]
 ) -> None:
-    # Given a high-risk model
+    # Given an evaluated version of a high-risk model
     _model(client, "credit", "high")
+    _evaluated_version(client, "credit")
     # When a promotion to production is processed
     run = _submit(
-        client, kind="promote", target="model:credit", params={"target_stage": "production"}
+        client,
+        kind="promote",
+        target="model:credit",
+        params={"target_stage": "production", "version": 1},
     )
     drain(client)
     # Then the run awaits an approval that lists the bundle's requirement, and nothing executed
@@ -130,8 +143,12 @@ def test_promotion_of_a_high_risk_model_waits_for_approval(
 
 def test_a_rejected_approval_ends_the_run(client: TestClient) -> None:
     _model(client, "credit", "high")
+    _evaluated_version(client, "credit")
     run = _submit(
-        client, kind="promote", target="model:credit", params={"target_stage": "production"}
+        client,
+        kind="promote",
+        target="model:credit",
+        params={"target_stage": "production", "version": 1},
     )
     drain(client)
     services = client.app.state.services  # type: ignore[attr-defined]
@@ -171,7 +188,7 @@ def test_gate_results_are_written_once(client: TestClient) -> None:
 
 def test_a_kind_without_an_executor_is_refused(client: TestClient) -> None:
     _model(client, "credit", "low")
-    response = client.post("/api/v1/runs", json={"kind": "deploy", "target": "model:credit"})
+    response = client.post("/api/v1/runs", json={"kind": "export", "target": "model:credit"})
     assert response.status_code == 422
     assert "no executor" in response.json()["detail"]
     assert client.get("/api/v1/runs").json()["items"] == []

@@ -117,7 +117,7 @@ def test_runs_submit_list_show(server: tuple[str, str]) -> None:
     assert code == 0
     assert run_id in out
     assert "policy_change" in out
-    code, out = _cli("runs", "submit", "deploy", "model:cli-model", "--url", url, "--token", token)
+    code, out = _cli("runs", "submit", "export", "model:cli-model", "--url", url, "--token", token)
     assert code == 1
     assert "no executor" in out
 

@@ -46,7 +46,7 @@ PROFILE = PROFILES[os.environ.get("GOVPLANE_FUZZ", "fast")]
 # date is not in the calendar, a malformed columnLineage facet; a proof of records or a tree
 # larger than the log is now, or between a larger first tree and a smaller second one; a
 # reservation the budget cannot cover or one that is not open; an upload body that is not an
-# Arrow IPC stream.
+# Arrow IPC stream; a decision or revocation on an approval that is closed (409).
 SEMANTIC_VALIDATION = [
     ("POST", "/api/v1/policies"),
     ("POST", "/api/v1/principals"),
@@ -62,6 +62,8 @@ SEMANTIC_VALIDATION = [
     ("POST", "/api/v1/privacy/budgets/{dataset_id}/reservations"),
     ("POST", "/api/v1/privacy/budgets/{dataset_id}/reservations/{run_id}/commit"),
     ("POST", "/api/v1/privacy/budgets/{dataset_id}/reservations/{run_id}/release"),
+    ("POST", "/api/v1/approvals/{approval_id}/decisions"),
+    ("POST", "/api/v1/approvals/{approval_id}/revoke"),
 ]
 
 
