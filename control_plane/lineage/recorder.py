@@ -42,6 +42,7 @@ from lineage import (
 RECORDED_BY = "govplane"
 # Kinds whose target is what the run produces; for the others the target is read.
 _PRODUCING = frozenset({RunKind.INGEST, RunKind.TRAIN, RunKind.FEDERATED_TRAIN})
+_ENDING = frozenset({EventType.COMPLETE, EventType.FAIL})
 
 
 def job_namespace(domain: str) -> str:
@@ -84,8 +85,12 @@ def _facts(
     session: Session, run: Run, transition: RunTransition, event_type: EventType
 ) -> GovernedRunFacts:
     target = _asset(session, run.target, run.params.get("version"))
-    # A run that used only some of its inputs (a federated run's lost sites) names them.
-    used = run.outputs.get("inputs_used", run.inputs)
+    # A federated run learns which sites take part only as it runs (sites its policy excludes,
+    # sites lost before contributing): it names its inputs when it ends, and then those it used.
+    if run.kind == RunKind.FEDERATED_TRAIN and event_type not in _ENDING:
+        used = []
+    else:
+        used = run.outputs.get("inputs_used", run.inputs)
     inputs = [_asset(session, ref, None) for ref in used]
     outputs = []
     if RunKind(run.kind) in _PRODUCING:

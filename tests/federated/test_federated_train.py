@@ -105,14 +105,19 @@ def test_three_sites_train_one_model_and_a_forbidding_site_is_excluded(
     predicted = loaded.model.predict(pooled.drop(columns=["income"]))
     federated = float(np.mean(predicted == (pooled["income"] == ">50K").to_numpy()))
     assert federated >= _centralized_accuracy(frames) - ACCURACY_MARGIN
-    # And the lineage links the three datasets to the model version
+    # And the lineage links the three datasets to the model version, and not the excluded one
+    upstream = _upstream(federation, "model:income-federated:1")
+    assert {f"dataset:govplane://datasets:{s}-data" for s in WORKCLASS_SITES} <= upstream
+    assert "dataset:govplane://datasets:strict-site-data" not in upstream
+
+
+def _upstream(federation: Federation, node: str) -> set[str]:
+    """The ids of the lineage nodes up to two steps upstream of ``node``."""
     graph = federation.client.get(
-        "/api/v1/lineage/graph",
-        params={"node": "model:income-federated:1", "direction": "upstream", "depth": 2},
+        "/api/v1/lineage/graph", params={"node": node, "direction": "upstream", "depth": 2}
     )
     assert graph.status_code == 200, graph.text
-    upstream = {n["id"] for n in graph.json()["nodes"]}
-    assert {f"dataset:govplane://datasets:{s}-data" for s in WORKCLASS_SITES} <= upstream
+    return {n["id"] for n in graph.json()["nodes"]}
 
 
 def _kill_when_training(deployment: Deployment, site: str, done: threading.Event) -> None:
@@ -239,6 +244,9 @@ def test_a_supernode_killed_mid_run_is_survived_by_a_run_whose_policy_is_to_cont
             )
         ).one()
     assert sorted(d["name"] for d in completed["inputs"]) == [f"{s}-data" for s in survivors]
+    upstream = _upstream(federation, "model:income-quorum:1")
+    assert {f"dataset:govplane://datasets:{s}-data" for s in survivors} <= upstream
+    assert f"dataset:govplane://datasets:{victim}-data" not in upstream
 
 
 def _budget(federation: Federation, site: str) -> dict[str, Any]:
