@@ -7,6 +7,7 @@ redeploying starts the new server first and stops the old one only once the new 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -187,17 +188,41 @@ def _environment() -> dict[str, str]:
 
 
 def _healthy(url: str) -> bool:
+    return _status(url) == 200
+
+
+def _status(url: str) -> int | None:
+    """The status of the server's health route; None when nothing answers."""
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return httpx.get(f"{url}/health", timeout=2).status_code
     except httpx.TransportError:
-        return False
+        return None
 
 
 def _stop(server: _Server) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(15)
+    """Stop the server's whole process group (MLflow's launcher and the uvicorn workers it
+    starts) until nothing answers on its port; SIGKILL what outlives 15 s.
+
+    Raises:
+        ServingError: the server still answers after SIGKILL.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.process.pid, sig)
+        if _stopped(server, 15):
+            return
+    raise ServingError(f"the scoring server at {server.url} did not stop")
+
+
+def _stopped(server: _Server, timeout: float) -> bool:
+    """Whether the launcher exited and the port went quiet within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    try:
+        server.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    while _status(server.url) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
