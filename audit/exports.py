@@ -155,7 +155,7 @@ def export_items(
                 "filters": filters.to_json(),
                 "start": scope.start,
                 "end": scope.end,
-                "left": [h.hex() for h in scope.left.hashes],
+                "left": [h.hex() for h in scope.left.subtrees],
                 "right": [[lo, hi, h.hex()] for (lo, hi), h in sorted(scope.right.items())],
                 "prev_hash": scope.prev_hash.hex(),
             },

@@ -40,26 +40,26 @@ class Frontier:
     The subtrees' sizes are the binary digits of ``size``, biggest first, so appending a leaf
     is a binary increment: it merges one subtree per trailing one bit, one leaf hash plus, on
     average, one node hash.
+
+    Attributes:
+        size: how many leaves it covers.
+        subtrees: the subtree hashes, biggest (leftmost) subtree first. Verification's inner
+            loop appends to it in place, with the same binary increment as :meth:`append`.
     """
 
-    __slots__ = ("_hashes", "size")
+    __slots__ = ("size", "subtrees")
 
     def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
         if size < 0 or len(hashes) != size.bit_count() or any(len(h) != 32 for h in hashes):
             raise ValueError(f"a frontier of {size} leaves has {size.bit_count()} 32-byte hashes")
         self.size = size
-        self._hashes = list(hashes)
-
-    @property
-    def hashes(self) -> tuple[bytes, ...]:
-        """The subtree hashes, biggest (leftmost) subtree first."""
-        return tuple(self._hashes)
+        self.subtrees = list(hashes)
 
     def ranges(self) -> Iterator[tuple[Range, bytes]]:
         """Each subtree's leaf range with its hash."""
         start = 0
         sizes = [1 << b for b in reversed(range(self.size.bit_length())) if self.size >> b & 1]
-        for size, digest in zip(sizes, self._hashes, strict=True):
+        for size, digest in zip(sizes, self.subtrees, strict=True):
             yield (start, start + size), digest
             start += size
 
@@ -70,7 +70,7 @@ class Frontier:
             if span & (span - 1) or count % span:
                 raise ValueError(f"a subtree of {span} leaves does not align after {count}")
             count //= span
-        hashes = self._hashes
+        hashes = self.subtrees
         self.size += span
         while count & 1:
             digest = _sha256(b"\x01" + hashes.pop() + digest).digest()
@@ -79,16 +79,16 @@ class Frontier:
 
     def root(self) -> bytes:
         """The Merkle tree hash of the leaves so far (RFC 9162 MTH)."""
-        if not self._hashes:
+        if not self.subtrees:
             return EMPTY_ROOT
-        digest = self._hashes[-1]
-        for left in reversed(self._hashes[:-1]):
+        digest = self.subtrees[-1]
+        for left in reversed(self.subtrees[:-1]):
             digest = node_hash(left, digest)
         return digest
 
     def copy(self) -> Frontier:
         """An independent copy."""
-        return Frontier(self.size, self._hashes)
+        return Frontier(self.size, self.subtrees)
 
 
 def subtree_ranges(start: int, end: int, size: int) -> list[Range]:

@@ -128,11 +128,12 @@ class ChainCheck:
         """
         if self.problem is not None:
             return
-        frontier, append, due = self.frontier, self.frontier.append, self._due
+        frontier, due = self.frontier, self._due
         prev, parse = self.prev, self.parse != "none"
+        size, subtrees = frontier.size, frontier.subtrees
         for sequence, leaf, stored_hash, fields in records:
-            if sequence != frontier.size:
-                self.fail(frontier.size, f"record {frontier.size} is missing (found {sequence})")
+            if sequence != size:
+                self.fail(size, f"record {size} is missing (found {sequence})")
                 break
             if not leaf.startswith(prev):
                 self.fail(sequence, f"record {sequence} does not chain to the record before it")
@@ -143,10 +144,19 @@ class ChainCheck:
                 break
             if parse and not self._fields_ok(sequence, leaf, fields):
                 break
-            append(digest)
             prev = digest
-            if due and due[-1].size == frontier.size and not self._at_checkpoint(sequence):
-                break
+            # Frontier.append, inlined: a binary increment of the subtrees.
+            count = size
+            while count & 1:
+                digest = _sha256(b"\x01" + subtrees.pop() + digest).digest()
+                count >>= 1
+            subtrees.append(digest)
+            size += 1
+            if due and due[-1].size == size:
+                frontier.size = size
+                if not self._at_checkpoint(sequence):
+                    break
+        frontier.size = size
         self.prev = prev
 
     def _at_checkpoint(self, sequence: int) -> bool:

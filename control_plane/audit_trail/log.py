@@ -191,7 +191,7 @@ class AuditLog:
                     "new_size": frontier.size,
                     "new_root": frontier.root(),
                     "new_last": prev,
-                    "new_frontier": [h.hex() for h in frontier.hashes],
+                    "new_frontier": [h.hex() for h in frontier.subtrees],
                 },
             )
         return [row["sequence"] for row in rows]
@@ -484,7 +484,7 @@ class AuditLog:
             session.add(
                 AuditPrune(
                     size=before,
-                    frontier=[h.hex() for h in frontier.hashes],
+                    frontier=[h.hex() for h in frontier.subtrees],
                     last_hash=last,
                     checkpoint_size=signed,
                     archive_digest=archive_digest,

@@ -568,7 +568,7 @@ def test_a_rewritten_history_is_caught_by_the_signed_checkpoint(
                 update(AuditHead).values(
                     root_hash=frontier.root(),
                     last_hash=prev,
-                    frontier=[h.hex() for h in frontier.hashes],
+                    frontier=[h.hex() for h in frontier.subtrees],
                 )
             )
     finally:
