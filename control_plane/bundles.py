@@ -9,6 +9,7 @@ the run gets that far.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,6 +26,24 @@ def active_bundle_row(session: Session) -> PolicyBundleRow | None:
     return session.scalars(
         select(PolicyBundleRow).where(PolicyBundleRow.status == "active")
     ).first()
+
+
+def audit_retention_cutoff(session: Session, now: datetime) -> datetime:
+    """The time before which the active bundle's ``audit.yaml`` lets audit records be pruned.
+
+    Raises:
+        ConflictError: no bundle is active, or it sets no retention (then nothing is pruned).
+    """
+    row = active_bundle_row(session)
+    if row is None:
+        raise ConflictError("no policy bundle is active")
+    retention = PolicyBundle.from_files(row.files).audit
+    if retention is None:
+        raise ConflictError(
+            f"the active policy bundle {row.version} has no audit.yaml: it sets no retention, "
+            "so no audit record is pruned"
+        )
+    return now - timedelta(days=retention.retention_days)
 
 
 def history(session: Session) -> list[PolicyBundleRow]:

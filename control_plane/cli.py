@@ -10,7 +10,7 @@ client.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -435,25 +435,36 @@ def audit_export(
 
 @audit_app.command("prune")
 def audit_prune(
-    older_than_days: Annotated[int, typer.Option(min=1, help="Retention: keep this many days.")],
     archive: Annotated[Path, typer.Option(help="Archive file (.jsonl, .csv or .parquet).")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Archive the records older than the retention to a verified export, then prune them.
+    """Archive the records older than the active bundle's retention to a verified export, then
+    prune them.
 
-    Only records behind a signed checkpoint are pruned; the tree state they leave keeps the
-    rest verifiable, and the pruning itself is recorded in the trail.
+    The retention is the active policy bundle's ``audit.yaml``; a bundle without one prunes
+    nothing. Only records behind a signed checkpoint are pruned; the tree state they leave keeps
+    the rest verifiable, and the pruning itself is recorded in the trail.
     """
     from audit import FORMATS, ExportError
+    from control_plane.bundles import audit_retention_cutoff
+    from control_plane.errors import ConflictError
+    from control_plane.store import Database
 
     fmt = archive.suffix.removeprefix(".")
     if fmt not in FORMATS:
         _fail(f"the archive must end in one of {', '.join('.' + f for f in FORMATS)}")
     if archive.exists():
         _fail(f"{archive} exists; an archive is never overwritten")
-    until = datetime.now(UTC) - timedelta(days=older_than_days)
+    store = Database(_settings(data_dir, database_url=database_url).sqlalchemy_url)
+    try:
+        with store.session() as session:
+            until = audit_retention_cutoff(session, datetime.now(UTC))
+    except ConflictError as exc:
+        _fail(exc.detail)
+    finally:
+        store.dispose()
     trail = _audit_log(data_dir, database_url)
     try:
         pruned = trail.archive_and_prune(archive, fmt, until, "system:cli")

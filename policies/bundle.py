@@ -6,7 +6,8 @@ A bundle is a folder, or a ``.tar.gz`` of one, holding exactly these files:
   be govplane's model, see :mod:`policies.reference`;
 - ``policy.csv``: policy and role inheritance lines, see :mod:`policies.rules`;
 - ``gates.yaml``, ``approvals.yaml``, ``privacy.yaml``, ``maturity.yaml``: see
-  :mod:`policies.sections`.
+  :mod:`policies.sections`;
+- optionally ``audit.yaml``, the audit trail's retention: without it nothing is ever pruned.
 
 Other files in the folder (a README, a ``cases/`` folder of policy cases) are not part of the
 bundle. A bundle's version is ``sha256:`` and the hex SHA-256 of the compact JSON array of its
@@ -33,6 +34,7 @@ from policies.errors import BundleError
 from policies.reference import check_model, check_policy
 from policies.rules import PolicyTable, parse_policy_csv
 from policies.sections.approvals import ApprovalsSection
+from policies.sections.audit import AuditSection
 from policies.sections.gates import GatesSection
 from policies.sections.maturity import MaturitySection
 from policies.sections.privacy import PrivacySection
@@ -45,6 +47,7 @@ BUNDLE_FILES: Final = (
     "policy.csv",
     "privacy.yaml",
 )
+OPTIONAL_FILES: Final = ("audit.yaml",)
 MAX_FILE_BYTES: Final = 1 << 20
 DEFAULT_BUNDLE_DIR: Final = Path(__file__).parent / "default_bundle"
 """The bundle that ships with govplane."""
@@ -68,6 +71,7 @@ class PolicyBundle:
     approvals: ApprovalsSection = field(repr=False)
     privacy: PrivacySection = field(repr=False)
     maturity: MaturitySection = field(repr=False)
+    audit: AuditSection | None = field(repr=False)
 
     @classmethod
     def from_files(cls, files: Mapping[str, str]) -> PolicyBundle:
@@ -108,10 +112,11 @@ _VALIDATION_LOCK = threading.Lock()
 @functools.lru_cache(maxsize=16)
 def _validated(items: tuple[tuple[str, str], ...]) -> PolicyBundle:
     files = dict(items)
-    unknown = sorted(set(files) - set(BUNDLE_FILES))
+    unknown = sorted(set(files) - {*BUNDLE_FILES, *OPTIONAL_FILES})
     if unknown:
         raise BundleError(
-            f"unknown file {', '.join(unknown)}; a bundle holds {', '.join(BUNDLE_FILES)}"
+            f"unknown file {', '.join(unknown)}; a bundle holds {', '.join(BUNDLE_FILES)} "
+            f"and optionally {', '.join(OPTIONAL_FILES)}"
         )
     missing = [name for name in BUNDLE_FILES if name not in files]
     if missing:
@@ -126,6 +131,11 @@ def _validated(items: tuple[tuple[str, str], ...]) -> PolicyBundle:
         approvals = parse_document("approvals.yaml", files["approvals.yaml"], ApprovalsSection)
         privacy = parse_document("privacy.yaml", files["privacy.yaml"], PrivacySection)
         maturity = parse_document("maturity.yaml", files["maturity.yaml"], MaturitySection)
+        audit = (
+            parse_document("audit.yaml", files["audit.yaml"], AuditSection)
+            if "audit.yaml" in files
+            else None
+        )
     except ValueError as exc:
         raise BundleError(str(exc)) from None
     undefined = sorted(approvals.roles - table.roles)
@@ -143,6 +153,7 @@ def _validated(items: tuple[tuple[str, str], ...]) -> PolicyBundle:
         approvals=approvals,
         privacy=privacy,
         maturity=maturity,
+        audit=audit,
     )
 
 

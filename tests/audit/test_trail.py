@@ -24,10 +24,12 @@ from audit import (
     verify_inclusion,
 )
 from control_plane.audit_trail import AuditLog, CheckpointCadence, load_audit_keys
+from control_plane.bundles import activate_bundle, audit_retention_cutoff
 from control_plane.cli import app as cli
 from control_plane.settings import Settings
 from control_plane.store import Database
 from control_plane.store.models import AuditHead
+from policies import DEFAULT_BUNDLE_DIR, PolicyBundle, load_bundle
 from tests.conftest import as_caller, principal_token
 
 
@@ -37,6 +39,17 @@ def _sql(url: str, *statements: str) -> None:
         with engine.begin() as connection:
             for statement in statements:
                 connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def _sequences(url: str) -> list[int]:
+    """The sequence numbers of the records the store holds, in order."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            query = text("SELECT sequence FROM audit_records ORDER BY sequence")
+            return [row[0] for row in connection.execute(query)]
     finally:
         engine.dispose()
 
@@ -416,43 +429,84 @@ def test_pruning_keeps_the_rest_verifiable(client: TestClient, tmp_path: Path) -
     assert _events(client, action="audit.prune")
 
 
-def test_retention_archives_a_verified_export_before_pruning(
+def test_retention_comes_from_the_active_bundle_and_archives_before_pruning(
     client: TestClient, settings: Settings, tmp_path: Path
 ) -> None:
-    # Given a trail whose records are all younger than the retention
+    # Given a trail whose records are all younger than the default bundle's 400-day retention
     principal_token(client, "nina", [("auditor", "*")])
-    env = {"GOVPLANE_DATA_DIR": str(settings.data_dir)}
-    url = ["--database-url", settings.sqlalchemy_url]
     runner = CliRunner()
-    # When the CLI applies a one-day retention, then every record is archived and pruned
+    url = ["--database-url", settings.sqlalchemy_url]
+    env = {"GOVPLANE_DATA_DIR": str(settings.data_dir)}
+    # When the CLI prunes today, then nothing is pruned, and the cut is 400 days back
     kept = runner.invoke(
-        cli,
-        ["audit", "prune", "--older-than-days", "1", "--archive", str(tmp_path / "a.jsonl"), *url],
-        env=env,
+        cli, ["audit", "prune", "--archive", str(tmp_path / "a.jsonl"), "--json", *url], env=env
     )
+    assert kept.exit_code == 0, kept.output
+    assert json.loads(kept.stdout)["pruned"] == 0
+    before = datetime.fromisoformat(json.loads(kept.stdout)["before"])
+    assert abs(datetime.now(UTC) - timedelta(days=400) - before) < timedelta(minutes=1)
+    # When the retention is applied 401 days from now
     trail: AuditLog = client.app.state.services.audit  # type: ignore[attr-defined]
     size = client.get("/api/v1/audit/verify").json()["size"]
-    pruned = trail.archive_and_prune(
-        tmp_path / "b.parquet", "parquet", datetime.now(UTC) + timedelta(seconds=1), "admin"
-    )
+    db = Database(settings.sqlalchemy_url)
+    try:
+        with db.session() as session:
+            later = audit_retention_cutoff(session, datetime.now(UTC) + timedelta(days=401))
+    finally:
+        db.dispose()
+    pruned = trail.archive_and_prune(tmp_path / "b.parquet", "parquet", later, "admin")
+    # Then every record is archived and gone from the store, the archive verifies offline, and
+    # the rest still verifies
+    assert pruned >= size
+    assert _sequences(settings.sqlalchemy_url)[0] == pruned
     key = tmp_path / "key.pem"
     key.write_text(trail.public_key_pem)
     archived = runner.invoke(
         cli, ["audit", "verify-export", str(tmp_path / "b.parquet"), "--public-key", str(key)]
     )
-    # Then nothing was pruned the first time, everything the second, and all still verifies
-    assert kept.exit_code == 0, kept.stdout
-    assert "pruned 0 records" in kept.stdout
-    assert pruned >= size
     assert archived.exit_code == 0, archived.stdout
     assert client.get("/api/v1/audit/verify").json()["valid"] is True
+    assert _events(client, action="audit.prune")
+    # And an archive is never overwritten
     again = runner.invoke(
-        cli,
-        ["audit", "prune", "--older-than-days", "1", "--archive", str(tmp_path / "a.jsonl"), *url],
-        env=env,
+        cli, ["audit", "prune", "--archive", str(tmp_path / "a.jsonl"), *url], env=env
     )
     assert again.exit_code == 1
     assert "never overwritten" in again.stderr
+
+
+def test_a_bundle_without_audit_retention_prunes_nothing(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    # Given an active bundle without audit.yaml
+    files = dict(load_bundle(DEFAULT_BUNDLE_DIR).files)
+    del files["audit.yaml"]
+    db = Database(settings.sqlalchemy_url)
+    try:
+        with db.session() as session:
+            activate_bundle(session, PolicyBundle.from_files(files), "admin")
+    finally:
+        db.dispose()
+    # When the CLI is asked to prune
+    refused = CliRunner().invoke(
+        cli,
+        [
+            "audit",
+            "prune",
+            "--archive",
+            str(tmp_path / "a.jsonl"),
+            "--database-url",
+            settings.sqlalchemy_url,
+        ],
+        env={"GOVPLANE_DATA_DIR": str(settings.data_dir)},
+    )
+    # Then it refuses, naming why, writes no archive and prunes nothing
+    assert refused.exit_code == 1
+    assert "has no audit.yaml: it sets no retention" in refused.stderr
+    assert not (tmp_path / "a.jsonl").exists()
+    assert client.get("/api/v1/audit/verify").json()["valid"] is True
+    assert _sequences(settings.sqlalchemy_url)[0] == 0
+    assert not _events(client, action="audit.prune")
 
 
 def test_a_record_appended_behind_the_logs_back_is_found(
