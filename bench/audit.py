@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the
-# ``audit`` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+# Run as a script, this file's folder is first on sys.path and its name would shadow the
+# ``audit`` package: the repository root goes first, this folder (for _rows) last.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+sys.path.append(str(Path(__file__).resolve().parent))
 
+import _rows  # noqa: E402
 from sqlalchemy import event, select  # noqa: E402
 
 from audit import (  # noqa: E402
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--per-writer", type=int, default=150)
     parser.add_argument("--raw-records", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="end with the rows as JSON")
     args = parser.parse_args()
     rounds = args.rounds
     with tempfile.TemporaryDirectory() as folder:
@@ -151,6 +154,41 @@ def main() -> None:
         f"verify-export of a JSONL export (+ canonical form, signatures): {exported:9,.0f} "
         f"records/s  ({exported / raw:.1%} of raw)"
     )
+    if args.json:
+        raw_name, unit = "raw SHA-256 chain, 256-byte records", "records/s"
+        _rows.emit(
+            [
+                _rows.row(
+                    f"append, SQLite synchronous=FULL, {args.writers} writers",
+                    appends,
+                    unit,
+                    raw,
+                    raw_name,
+                    goal=">= 5,000 records/s",
+                    met=appends >= 5000,
+                ),
+                _rows.row(
+                    "append, SQLite synchronous=FULL, 4 writers of 100-record batches",
+                    batched,
+                    unit,
+                    raw,
+                    raw_name,
+                    goal=">= 5,000 records/s",
+                    met=batched >= 5000,
+                ),
+                _rows.row(
+                    "verify chain + tree over the leaves",
+                    chain,
+                    unit,
+                    raw,
+                    raw_name,
+                    goal=">= 25% of raw",
+                    met=chain >= 0.25 * raw,
+                ),
+                _rows.row("verify the store (GET /audit/verify)", stored, unit, raw, raw_name),
+                _rows.row("verify-export of a JSONL export", exported, unit, raw, raw_name),
+            ]
+        )
 
 
 def _valid(result: Verification) -> Verification:
