@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from control_plane.launcher import init_data_dir
+from policies import DEFAULT_BUNDLE_DIR
 from tests.conftest import govplane_serve
 
 
@@ -43,3 +45,20 @@ def serving_replicas(
         yield [a, b], token
     for log in logs:
         assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+
+
+@contextmanager
+def replicas_with_policy_change(
+    tmp_path: Path, database_url: str, policy_change: str
+) -> Iterator[tuple[list[str], str, Path]]:
+    """Two replicas with fast-polling run workers, on the default bundle whose ``policy_change``
+    section (the last one of ``approvals.yaml``) is replaced by ``policy_change`` (YAML); yields
+    their URLs, the admin token and the bundle folder."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE_DIR, bundle)
+    approvals = bundle / "approvals.yaml"
+    text = approvals.read_text()
+    approvals.write_text(text[: text.index("policy_change:")] + policy_change)
+    env = {"GOVPLANE_WORKER_POLL_SECONDS": "0.05"}
+    with serving_replicas(tmp_path, database_url, bundle, env) as (urls, token):
+        yield urls, token, bundle

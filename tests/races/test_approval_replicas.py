@@ -8,7 +8,6 @@ record one decision.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from policies import DEFAULT_BUNDLE_DIR
-from tests.races.conftest import serving_replicas
+from tests.races.conftest import replicas_with_policy_change
 
 CALLS = 50
 # Two replicas start, fifty principals are made and fifty calls race: slow on a loaded machine
@@ -27,21 +25,11 @@ pytestmark = pytest.mark.timeout(1200)
 TWO_RISK_OFFICERS = "policy_change:\n  approvers: 2\n  roles: [risk_officer]\n"
 
 
-def _bundle(folder: Path) -> Path:
-    """The default bundle, with a policy change needing two risk officers."""
-    shutil.copytree(DEFAULT_BUNDLE_DIR, folder)
-    approvals = folder / "approvals.yaml"
-    text = approvals.read_text()
-    approvals.write_text(text[: text.index("policy_change:")] + TWO_RISK_OFFICERS)
-    return folder
-
-
 @pytest.fixture
 def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[list[str], str, Path]]:
-    bundle = _bundle(tmp_path / "bundle")
-    env = {"GOVPLANE_WORKER_POLL_SECONDS": "0.05"}
-    with serving_replicas(tmp_path, database_url, bundle, env) as (urls, token):
-        yield urls, token, bundle
+    """Two replicas on a bundle whose policy changes need two risk officers."""
+    with replicas_with_policy_change(tmp_path, database_url, TWO_RISK_OFFICERS) as up:
+        yield up
 
 
 _HTTP = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=CALLS))

@@ -7,7 +7,6 @@ carry must leave exactly one active bundle.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from policies import DEFAULT_BUNDLE_DIR
-from tests.races.conftest import serving_replicas
+from tests.races.conftest import replicas_with_policy_change
 
 RUNS = 40
 POLICY_CHANGE_WITHOUT_APPROVAL = "policy_change:\n  approvers: 0\n"
@@ -29,24 +27,15 @@ pytestmark = [
 ]
 
 
-def _bundle(folder: Path) -> Path:
-    """The default bundle, but a policy change needs no approver: its runs execute at once."""
-    shutil.copytree(DEFAULT_BUNDLE_DIR, folder)
-    approvals = folder / "approvals.yaml"
-    text = approvals.read_text()
-    approvals.write_text(text[: text.index("policy_change:")] + POLICY_CHANGE_WITHOUT_APPROVAL)
-    return folder
-
-
 @pytest.fixture
 def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[list[str], str, Path]]:
-    """Two replicas with fast-polling workers; yields their URLs, an admin token, the bundle."""
-    bundle = _bundle(tmp_path / "bundle")
-    env = {"GOVPLANE_WORKER_POLL_SECONDS": "0.05"}
-    # A run executed twice would fail its second recording (a finished run cannot move again),
-    # which the replicas' logs would show as a traceback
-    with serving_replicas(tmp_path, database_url, bundle, env) as (urls, token):
-        yield urls, token, bundle
+    """Two replicas on a bundle whose policy changes need no approver: they execute at once.
+
+    A run executed twice would fail its second recording (a finished run cannot move again),
+    which the replicas' logs would show as a traceback.
+    """
+    with replicas_with_policy_change(tmp_path, database_url, POLICY_CHANGE_WITHOUT_APPROVAL) as up:
+        yield up
 
 
 def _propose(url: str, token: str, bundle: Path, index: int) -> str:
