@@ -7,6 +7,7 @@ scikit-learn logistic regression fitted on the union of the sites' rows.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas
 import pytest
+from opacus.accountants import RDPAccountant
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import select
 
@@ -120,28 +122,31 @@ def _upstream(federation: Federation, node: str) -> set[str]:
     return {n["id"] for n in graph.json()["nodes"]}
 
 
-def _kill_when_training(deployment: Deployment, site: str, done: threading.Event) -> None:
-    """Kill the site's SuperNode as soon as its log shows a training message."""
+def _kill_when_training(
+    deployment: Deployment, site: str, done: threading.Event, in_round: int
+) -> None:
+    """Kill the site's SuperNode as soon as its log shows a training message of ``in_round``."""
     log = deployment.home / "logs" / f"supernode-{site}.log"
+    asked = re.compile(rf"ROUND {in_round}\][^\n]*\n[^\n]*Receiving: train message")
     while not done.wait(0.5):
-        if log.exists() and "Receiving: train message" in log.read_text(errors="replace"):
+        if log.exists() and asked.search(log.read_text(errors="replace")):
             deployment.kill(site)
             return
 
 
 def _train_losing_sites(
-    federation: Federation, model: str, on_site_loss: str, victims: list[str]
+    federation: Federation, model: str, on_site_loss: str, victims: list[str], in_round: int = 1
 ) -> dict[str, Any]:
     """Three sites holding confidential Adult partitions (policy: SecAgg+ and DP required)
     train ``model`` in two rounds with a quorum of two; each victim's SuperNode is killed as
-    soon as it is asked to train."""
+    soon as it is asked to train in ``in_round``."""
     for site, workclasses in WORKCLASS_SITES.items():
         federation.add_site(site, adult_partition(3000, workclasses, True), "confidential")
     federation.register_model(model)
     deployment = federation.start_flower()
     done = threading.Event()
     killers = [
-        threading.Thread(target=_kill_when_training, args=(deployment, victim, done))
+        threading.Thread(target=_kill_when_training, args=(deployment, victim, done, in_round))
         for victim in victims
     ]
     for killer in killers:
@@ -247,6 +252,46 @@ def test_a_supernode_killed_mid_run_is_survived_by_a_run_whose_policy_is_to_cont
     upstream = _upstream(federation, "model:income-quorum:1")
     assert {f"dataset:govplane://datasets:{s}-data" for s in survivors} <= upstream
     assert f"dataset:govplane://datasets:{victim}-data" not in upstream
+
+
+@pytest.mark.timeout(1500)
+# The ledger's commits are store-specific and covered on both stores above; this charge is not.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_site_lost_after_contributing_is_charged_for_the_rounds_it_contributed(
+    federation: Federation,
+) -> None:
+    # Given three confidential sites, when a run whose policy is to continue loses a SuperNode
+    # as round 2 starts, after its round 1 update is in the model
+    victim = "self-employed"
+    sites = sorted(WORKCLASS_SITES)
+    run = _train_losing_sites(federation, "income-partial", "continue", [victim], in_round=2)
+    # Then it succeeds, every site contributed, and the lost site missed round 2 only
+    assert run["state"] == "succeeded", run["error"]
+    outputs = run["outputs"]
+    assert outputs["participants"] == sites
+    assert outputs["lost"] == {victim: [2]}
+    rounds = federation.client.get(
+        "/api/v1/audit/events", params={"action": "federated.round"}
+    ).json()["items"]
+    assert [r["payload"]["participants"] for r in rounds] == [sites, sorted(set(sites) - {victim})]
+    # And each dataset is charged what opacus's RDP accountant gives for the rounds its site
+    # contributed: one release of the Gaussian mechanism for the lost site, two for the others
+    dp = outputs["dp"]
+    by_opacus = {}
+    for releases in (1, 2):
+        accountant = RDPAccountant()
+        accountant.history = [(dp["noise_multiplier"], 1.0, releases)]
+        by_opacus[releases] = accountant.get_epsilon(delta=dp["delta"])
+    expected = {site: by_opacus[1 if site == victim else 2] for site in sites}
+    assert dp["epsilon_per_site"] == pytest.approx(expected)
+    assert by_opacus[1] < by_opacus[2]
+    for site in sites:
+        budget = _budget(federation, site)
+        assert budget["epsilon"]["spent"] == pytest.approx(expected[site])
+        assert budget["epsilon"]["reserved"] == 0.0
+    # And the lost site's dataset is upstream of the model: its round 1 update is in it
+    upstream = _upstream(federation, "model:income-partial:1")
+    assert {f"dataset:govplane://datasets:{s}-data" for s in sites} <= upstream
 
 
 def _budget(federation: Federation, site: str) -> dict[str, Any]:
