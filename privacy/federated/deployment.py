@@ -2,8 +2,9 @@
 
 On loopback (the embedded default) the processes talk without TLS. Anywhere else a
 :class:`Deployment` refuses to start without TLS certificates and SuperNode authentication keys:
-the SuperLink serves TLS and authenticates nodes, each SuperNode checks the SuperLink's
-certificate and signs with its own key.
+the SuperLink serves TLS and accepts only the SuperNodes whose public keys were registered with
+it (each site's, through the Control API, before its SuperNode starts); each SuperNode checks the
+SuperLink's certificate and signs with its own key.
 
 Runs are submitted with the ``flwr`` command line (``flwr run``) to the SuperLink's Control
 API, with govplane's Flower app (:data:`FLOWER_APP`) and the run's plan as its run config.
@@ -71,7 +72,9 @@ class Security:
         ca_certificate: the CA that signed the SuperLink's certificate (nodes and CLI check it).
         certificate: the SuperLink's TLS certificate.
         private_key: the SuperLink's TLS private key.
-        node_keys: a folder with ``SITE`` and ``SITE.pub`` (OpenSSH ECDSA keys) per site.
+        node_keys: a folder with ``SITE`` and ``SITE.pub`` per site, an OpenSSH ECDSA key pair on
+            a NIST curve (``ssh-keygen -t ecdsa -b 384 -N "" -f SITE``); with TLS, the SuperLink
+            accepts only the nodes of these keys.
     """
 
     ca_certificate: Path | None = None
@@ -82,6 +85,11 @@ class Security:
     @property
     def secure(self) -> bool:
         return None not in (self.ca_certificate, self.certificate, self.private_key)
+
+    @property
+    def authenticated(self) -> bool:
+        """SuperNodes authenticate with their site's key (which needs TLS)."""
+        return self.secure and self.node_keys is not None
 
 
 @dataclass(frozen=True)
@@ -106,9 +114,7 @@ class Deployment:
     _supernodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.host not in _LOOPBACK and not (
-            self.security.secure and self.security.node_keys is not None
-        ):
+        if self.host not in _LOOPBACK and not self.security.authenticated:
             raise DeploymentError(
                 f"a Flower deployment on {self.host} needs TLS certificates and SuperNode "
                 "authentication keys; only loopback runs without them"
@@ -119,12 +125,27 @@ class Deployment:
         return f"{self.host}:{self.ports.control}"
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start the SuperLink, then every SuperNode; returns once the Control API answers."""
-        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        """Start the SuperLink, register the sites' keys when nodes authenticate, then start
+        every SuperNode; stops what it started if any of it fails.
+
+        Raises:
+            DeploymentError: the SuperLink did not come up, or refused a site's key.
+        """
         self._superlink = self._spawn(
             "superlink", [str(_BIN / "flower-superlink"), *self._superlink_args()]
         )
-        _wait_for_port(self.host, self.ports.control, timeout, self._superlink)
+        try:
+            _wait_for_port(self.host, self.ports.control, timeout, self._superlink)
+            if self.security.authenticated:
+                # A SuperNode whose key the SuperLink does not know exits at once: register first.
+                control = FlowerControl(
+                    self.home, self.control_address, self.security.ca_certificate
+                )
+                for node in self.sites:
+                    control.register(self._node_key(node.site, ".pub"))
+        except BaseException:
+            self.stop()
+            raise
         for node in self.sites:
             self.start_node(node)
 
@@ -201,21 +222,24 @@ class Deployment:
             str(self.security.certificate),
             "--ssl-keyfile",
             str(self.security.private_key),
-            "--enable-supernode-auth",
+            *(["--enable-supernode-auth"] if self.security.authenticated else []),
         ]
 
     def _supernode_security(self, site: str) -> list[str]:
         if not self.security.secure:
             return ["--insecure"]
+        args = ["--root-certificates", str(self.security.ca_certificate)]
+        if not self.security.authenticated:
+            return args
+        return [*args, "--auth-supernode-private-key", str(self._node_key(site))]
+
+    def _node_key(self, site: str, suffix: str = "") -> Path:
+        """A site's private key file, or with ``suffix`` ``.pub`` its public key file."""
         assert self.security.node_keys is not None
-        return [
-            "--root-certificates",
-            str(self.security.ca_certificate),
-            "--auth-supernode-private-key",
-            str(self.security.node_keys / site),
-        ]
+        return self.security.node_keys / f"{site}{suffix}"
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
         log = (self.home / "logs" / f"{name}.log").open("ab")
         try:
             return subprocess.Popen(  # noqa: S603 (Flower's own executables, fixed arguments)
@@ -262,6 +286,20 @@ class FlowerControl:
         """Ask the SuperLink to stop a run."""
         self._flwr("stop", str(run_id), "govplane")
 
+    def register(self, public_key: Path) -> int:
+        """Register a SuperNode's public key (OpenSSH, NIST EC) with a SuperLink that
+        authenticates nodes; returns the node id the SuperLink gave it."""
+        done = self._flwr("supernode", "register", str(public_key), "govplane")
+        try:
+            return int(json.loads(done)["node-id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeploymentError(f"flwr supernode register gave no node id: {done}") from exc
+
+    def nodes(self) -> dict[int, str]:
+        """The SuperNodes the SuperLink knows, by node id: ``registered``, ``online``, ..."""
+        listed = json.loads(self._flwr("supernode", "list", "govplane"))
+        return {int(node["node-id"]): str(node["status"]) for node in listed.get("nodes") or []}
+
     def _flwr(self, *args: str, json_format: bool = True) -> str:
         self._configure()
         done = subprocess.run(  # noqa: S603 (Flower's own command line, fixed arguments)
@@ -272,7 +310,7 @@ class FlowerControl:
             timeout=120,
             check=False,
         )
-        if done.returncode != 0:
+        if done.returncode != 0 or (json_format and _failed(done.stdout)):
             raise DeploymentError(f"flwr {args[0]} failed: {(done.stdout + done.stderr)[-2000:]}")
         return done.stdout
 
@@ -314,6 +352,15 @@ def wait_for_outcome(
         time.sleep(poll)
     control.stop(run_id)
     raise DeploymentError(f"Flower run {run_id} did not finish within {timeout:g} s")
+
+
+def _failed(output: str) -> bool:
+    """Whether ``flwr ... --format json`` reports a failure: it exits with 0 all the same."""
+    try:
+        reported = json.loads(output)
+    except ValueError:
+        return False
+    return isinstance(reported, dict) and reported.get("success") is False
 
 
 def _environment(home: Path) -> dict[str, str]:
