@@ -56,6 +56,7 @@ from control_plane.dashboard.session import Sessions
 from control_plane.errors import install_problem_handlers, problem_responses
 from control_plane.http_metrics import RequestMetrics
 from control_plane.identity.oidc import OidcConfig, OidcVerifier
+from control_plane.identity.oidc_login import OidcLogin
 from control_plane.ingest import lake_catalog, open_lake
 from control_plane.inventory.releases import load_release_signer
 from control_plane.launcher import free_port
@@ -156,19 +157,7 @@ def build_services(
         if settings.run_worker
         else None
     )
-    oidc = None
-    if settings.oidc_enabled:
-        assert settings.oidc_issuer
-        assert settings.oidc_audience
-        assert settings.oidc_jwks_url
-        oidc = OidcVerifier(
-            OidcConfig(
-                issuer=settings.oidc_issuer,
-                audience=settings.oidc_audience,
-                jwks_url=settings.oidc_jwks_url,
-                algorithms=settings.oidc_algorithms,
-            )
-        )
+    oidc = _oidc_verifier(settings, settings.oidc_audience) if settings.oidc_enabled else None
     deliverer = (
         LineageDeliverer(
             db,
@@ -202,6 +191,38 @@ def build_services(
         approvals,
         webhooks,
         local_serving,
+    )
+
+
+def _oidc_verifier(settings: Settings, audience: str | None) -> OidcVerifier:
+    """Verifies JWTs of the settings' OIDC issuer for ``audience``."""
+    assert settings.oidc_issuer
+    assert settings.oidc_jwks_url
+    assert audience
+    return OidcVerifier(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=audience,
+            jwks_url=settings.oidc_jwks_url,
+            algorithms=settings.oidc_algorithms,
+        )
+    )
+
+
+def _oidc_login(settings: Settings) -> OidcLogin | None:
+    """The dashboard's OIDC client, when the settings configure one."""
+    if not settings.oidc_login_enabled:
+        return None
+    assert settings.oidc_client_id
+    assert settings.oidc_authorization_url
+    assert settings.oidc_token_url
+    secret = settings.oidc_client_secret
+    return OidcLogin(
+        client_id=settings.oidc_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        authorization_url=settings.oidc_authorization_url,
+        token_url=settings.oidc_token_url,
+        verifier=_oidc_verifier(settings, settings.oidc_client_id),
     )
 
 
@@ -246,6 +267,7 @@ def create_app(
     app.state.services = services
     secret = settings.session_secret.get_secret_value() if settings.session_secret else None
     app.state.sessions = Sessions(secret, round(settings.session_hours * 3600))
+    app.state.oidc_login = _oidc_login(settings)
     install_problem_handlers(app, render_problem)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health.router)

@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    oidc_client_id: str | None = Field(
+        default=None, description="The dashboard's OIDC client id (the ID tokens' audience)."
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="The dashboard's OIDC client secret; none for a public client."
+    )
+    oidc_authorization_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="The provider's authorization endpoint."
+    )
+    oidc_token_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="The provider's token endpoint."
+    )
     lineage_destinations: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Where lineage events are forwarded: name -> transport config "
@@ -287,3 +299,13 @@ class Settings(BaseSettings):
     def oidc_enabled(self) -> bool:
         """Whether bearer JWTs are accepted (issuer, audience and JWKS URL are all set)."""
         return bool(self.oidc_issuer and self.oidc_audience and self.oidc_jwks_url)
+
+    @property
+    def oidc_login_enabled(self) -> bool:
+        """Whether the dashboard offers OIDC login (bearer JWTs on, and the client is set)."""
+        return bool(
+            self.oidc_enabled
+            and self.oidc_client_id
+            and self.oidc_authorization_url
+            and self.oidc_token_url
+        )

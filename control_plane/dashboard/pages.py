@@ -28,6 +28,7 @@ from control_plane.dashboard.pictures import (
 from control_plane.dashboard.session import (
     FLASH_COOKIE,
     LOGIN_COOKIE,
+    OIDC_COOKIE,
     Flash,
     LoginRequiredError,
     Sessions,
@@ -35,7 +36,8 @@ from control_plane.dashboard.session import (
     check_csrf,
     login_page,
 )
-from control_plane.errors import ConflictError, ForbiddenError, ProblemError
+from control_plane.errors import ConflictError, ForbiddenError, NotFoundError, ProblemError
+from control_plane.identity.oidc_login import OidcLogin, OidcLoginError
 from control_plane.inventory.assets import PLATFORM_DOMAIN
 from control_plane.maturity import readable_rubrics, score
 from lineage import Direction
@@ -79,9 +81,62 @@ def render_problem(request: Request, exc: ProblemError) -> Response | None:
     return render("error.html", exc.status, status=exc.status, title=exc.title, detail=exc.detail)
 
 
+def _oidc_login(request: Request) -> OidcLogin:
+    oidc: OidcLogin | None = request.app.state.oidc_login
+    if oidc is None:
+        raise NotFoundError("OIDC login is not configured")
+    return oidc
+
+
+def _login_form(request: Request, status_code: int = 200, error: str | None = None) -> Response:
+    oidc = request.app.state.oidc_login is not None
+    return login_page(
+        request, lambda csrf: render("login.html", status_code, csrf=csrf, oidc=oidc, error=error)
+    )
+
+
 @router.get("/login")
 def login_form(request: Request) -> Response:
-    return login_page(request, lambda csrf: render("login.html", csrf=csrf))
+    return _login_form(request)
+
+
+@router.get("/login/oidc")
+def oidc_login(request: Request) -> Response:
+    """Send the browser to the OIDC provider, keeping the login's secrets in a cookie."""
+    url, pending = _oidc_login(request).start(str(request.url_for("oidc_callback")))
+    response = RedirectResponse(url, status_code=303)
+    _sessions(request).keep_pending(request, response, pending)
+    return response
+
+
+@router.get("/login/oidc/callback", name="oidc_callback")
+def oidc_callback(
+    request: Request,
+    services: ServicesDep,
+    code: Annotated[str | None, Query(max_length=2048)] = None,
+    state: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str | None, Query(max_length=256)] = None,
+) -> Response:
+    """Where the provider sends the browser back: check the login, then start a session."""
+    oidc, sessions = _oidc_login(request), _sessions(request)
+    pending = sessions.pending(request)
+    try:
+        if error is not None:
+            raise OidcLoginError(f"the identity provider answered {error!r}")
+        if pending is None:
+            raise OidcLoginError("no OIDC login was started here in the last ten minutes")
+        if code is None or state is None:
+            raise OidcLoginError("the identity provider sent no code")
+        identity, until = oidc.finish(pending, state, code, str(request.url_for("oidc_callback")))
+        # A page that moves on by itself: a redirect would carry on the provider's cross-site
+        # navigation, on which the browser does not send the strict session cookie.
+        response: Response = render("signed_in.html")
+        if not sessions.login_oidc(request, response, services, identity.subject, until):
+            raise OidcLoginError(f"no principal is bound to OIDC subject {identity.subject}")
+    except OidcLoginError as exc:
+        response = _login_form(request, 401, str(exc))
+    response.delete_cookie(OIDC_COOKIE, path="/")
+    return response
 
 
 @router.post("/login")
@@ -94,7 +149,7 @@ def login(
     check_csrf(request.cookies.get(LOGIN_COOKIE, ""), csrf)
     response = RedirectResponse("/", status_code=303)
     if not _sessions(request).login(request, response, services, token):
-        return render("login.html", 401, csrf=csrf, error="unknown, revoked or expired token")
+        return _login_form(request, 401, "unknown, revoked or expired token")
     response.delete_cookie(LOGIN_COOKIE, path="/")
     return response
 

@@ -1,32 +1,43 @@
-"""Dashboard sessions: a signed cookie that names the API token the viewer logged in with.
+"""Dashboard sessions: a signed cookie that names who logged in, by API token or by OIDC.
 
-The cookie holds the token's digest (never the token) and a CSRF secret, signed with the
-session key and dated. Each page looks the digest up again, so a revoked or expired token ends
-its sessions at once. Every form carries the CSRF secret; a POST without it is refused.
+The cookie holds the token's digest (never the token), or the OIDC subject and when its ID
+token expires, and a CSRF secret, signed with the session key and dated. Each page looks the
+viewer up again, so a revoked or expired token, or a principal no longer bound to the subject,
+ends its sessions at once; an OIDC session ends when its ID token expires. Every form carries
+the CSRF secret; a POST without it is refused. An OIDC login in progress keeps its state, nonce
+and PKCE verifier in a short-lived signed cookie of its own.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from control_plane.api.deps import Services, bind_guard, caller_of
 from control_plane.authorization import Guard
 from control_plane.errors import ProblemError
+from control_plane.identity.oidc_login import PendingLogin
 from control_plane.identity.tokens import hash_token, principal_for_token, principal_for_token_hash
 from control_plane.store.models import Principal
 
 SESSION_COOKIE = "govplane_session"
 LOGIN_COOKIE = "govplane_login"
 FLASH_COOKIE = "govplane_flash"
+OIDC_COOKIE = "govplane_oidc"
 _SALT = "govplane.dashboard.session"
 _FLASH_SALT = "govplane.dashboard.flash"
+_OIDC_SALT = "govplane.dashboard.oidc"
 _FLASH_SECONDS = 120
+_OIDC_SECONDS = 600
 
 
 class LoginRequiredError(ProblemError):
@@ -66,6 +77,7 @@ class Sessions:
         key = secret or secrets.token_hex(32)
         self._serializer = URLSafeTimedSerializer(key, salt=_SALT)
         self._flashes = URLSafeTimedSerializer(key, salt=_FLASH_SALT)
+        self._pending = URLSafeTimedSerializer(key, salt=_OIDC_SALT)
         self._max_age = max_age_seconds
 
     def login(self, request: Request, response: Response, services: Services, token: str) -> bool:
@@ -77,6 +89,21 @@ class Sessions:
             {"token": hash_token(token.strip()), "csrf": secrets.token_urlsafe(32)}
         )
         _set_cookie(request, response, SESSION_COOKIE, value, self._max_age)
+        return True
+
+    def login_oidc(
+        self, request: Request, response: Response, services: Services, subject: str, until: int
+    ) -> bool:
+        """Start a session for the principal bound to OIDC ``subject``, ending at ``until``
+        (epoch seconds) at the latest; False if no principal is bound to it."""
+        with services.db.session() as session:
+            if _oidc_principal(session, subject) is None:
+                return False
+        value = self._serializer.dumps(
+            {"oidc": subject, "until": until, "csrf": secrets.token_urlsafe(32)}
+        )
+        age = max(1, min(self._max_age, until - int(time.time())))
+        _set_cookie(request, response, SESSION_COOKIE, value, age)
         return True
 
     def viewer(self, request: Request, services: Services) -> Viewer:
@@ -92,8 +119,12 @@ class Sessions:
         except BadSignature as exc:
             raise LoginRequiredError() from exc
         with services.db.session() as session:
-            principal_id = principal_for_token_hash(session, str(data.get("token", "")))
-            principal = session.get(Principal, principal_id) if principal_id else None
+            if "oidc" in data:
+                expired = int(data.get("until", 0)) <= time.time()
+                principal = None if expired else _oidc_principal(session, str(data["oidc"]))
+            else:
+                principal_id = principal_for_token_hash(session, str(data.get("token", "")))
+                principal = session.get(Principal, principal_id) if principal_id else None
             if principal is None:
                 raise LoginRequiredError()
             guard = bind_guard(request, services, session, caller_of(principal))
@@ -102,6 +133,20 @@ class Sessions:
     @staticmethod
     def logout(response: Response) -> None:
         response.delete_cookie(SESSION_COOKIE, path="/")
+
+    def keep_pending(self, request: Request, response: Response, pending: PendingLogin) -> None:
+        """Keep an OIDC login in progress until the provider sends the browser back. The
+        cookie is ``SameSite=Lax``: the way back is a navigation from the provider's site."""
+        value = self._pending.dumps(pending.to_json())
+        _set_cookie(request, response, OIDC_COOKIE, value, _OIDC_SECONDS, samesite="lax")
+
+    def pending(self, request: Request) -> PendingLogin | None:
+        """The OIDC login in progress, if one was started here in the last ten minutes."""
+        try:
+            data = self._pending.loads(request.cookies.get(OIDC_COOKIE, ""), max_age=_OIDC_SECONDS)
+        except BadSignature:
+            return None
+        return PendingLogin.from_json(data)
 
     def flash(self, request: Request, response: Response, flash: Flash) -> None:
         """Keep ``flash`` for the next page, signed so only the control plane can say it."""
@@ -134,13 +179,24 @@ def login_page(request: Request, render: Callable[[str], Response]) -> Response:
     return response
 
 
-def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+def _oidc_principal(session: Session, subject: str) -> Principal | None:
+    return session.scalars(select(Principal).where(Principal.oidc_subject == subject)).first()
+
+
+def _set_cookie(
+    request: Request,
+    response: Response,
+    name: str,
+    value: str,
+    age: int,
+    samesite: Literal["strict", "lax"] = "strict",
+) -> None:
     response.set_cookie(
         name,
         value,
         max_age=age,
         path="/",
         httponly=True,
-        samesite="strict",
+        samesite=samesite,
         secure=request.url.scheme == "https",
     )
