@@ -10,12 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit.events import decode_leaf
+from connectors.serving import EndpointStatus
 from control_plane.privacy_ledger import budget_for
 from control_plane.runs import RunKind, RunState
 from control_plane.store import utcnow
@@ -23,6 +25,7 @@ from control_plane.store.models import (
     Approval,
     AuditRecord,
     Dataset,
+    Deployment,
     GateResultRow,
     LineageEvent,
     Model,
@@ -35,7 +38,10 @@ from policies import PolicyBundle
 from privacy.budget import delta_of, epsilon_of
 
 AUDIT_VERIFY = "audit.verify"
+MONITORING_DAYS = 30
+"""How recent a deployment's last drift check must be for it to count as monitored."""
 _FINISHED = (RunState.SUCCEEDED, RunState.FAILED, RunState.REJECTED)
+_SERVING = (EndpointStatus.READY, EndpointStatus.APPLIED)
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,46 @@ def models_deployed(session: Session, bundle: PolicyBundle) -> Measurement:
 
 
 def share_of_deployments_monitored(session: Session, bundle: PolicyBundle) -> Measurement:
-    return Measurement(
-        None, "this store records no monitoring of deployments: drift monitoring is not wired yet"
+    """Serving deployments whose model version had a drift check (an ``evaluate`` run that
+    judged it with the drift gate, pass or fail) since it was deployed and within the last
+    :data:`MONITORING_DAYS` days."""
+    serving = session.execute(
+        select(Deployment.model, Deployment.version, Deployment.updated_at).where(
+            Deployment.status.in_(_SERVING)
+        )
+    ).all()
+    since = utcnow() - timedelta(days=MONITORING_DAYS)
+    checks = session.execute(
+        select(Run.target, Run.params, Run.outputs, Run.finished_at)
+        .join(GateResultRow, GateResultRow.run_id == Run.id)
+        .where(
+            Run.kind == RunKind.EVALUATE,
+            Run.state.in_(_FINISHED),
+            Run.finished_at >= since,
+            GateResultRow.gate == "drift",
+        )
+    ).all()
+    latest: dict[tuple[str, object], datetime] = {}
+    for target, params, outputs, finished_at in checks:
+        key = (target, outputs.get("model_version", params.get("version")))
+        latest[key] = max(latest.get(key, finished_at), finished_at)
+    monitored = sum(
+        1
+        for model, version, deployed_at in serving
+        if (checked := latest.get((f"model:{model}", version))) is not None
+        and _aware(checked) >= _aware(deployed_at)
     )
+    return _share(
+        monitored,
+        len(serving),
+        f"had a drift check of their version since deployed, in the last {MONITORING_DAYS} days",
+        "serving deployments",
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    """``moment`` in UTC (SQLite hands back naive datetimes)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def federated_sites_active(session: Session, bundle: PolicyBundle) -> Measurement:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from control_plane.store import utcnow
-from control_plane.store.models import Approval, Model, ModelVersion
+from control_plane.store.models import Approval, Deployment, GateResultRow, Model, ModelVersion, Run
 from tests.approvals.helpers import add_version
 from tests.conftest import as_caller, drain, principal_token
 
@@ -193,3 +193,70 @@ def test_each_reader_sees_only_the_rubrics_it_may_read(client: TestClient) -> No
     refused = client.get("/api/v1/maturity", headers=as_caller(client, validator))
     assert refused.status_code == 403
     assert refused.headers["content-type"] == "application/problem+json"
+
+
+def _drift_check(client: TestClient, model: str, version: int, days_ago: float) -> None:
+    """An evaluate run of ``model`` ``version`` whose drift gate failed, ``days_ago`` days ago."""
+    run = _run(client, "evaluate", f"model:{model}", params={"version": version})
+    drain(client)
+    with _store(client).session(write=True) as session:
+        session.add(GateResultRow(run_id=run["id"], position=90, gate="drift", status="fail"))
+        session.execute(
+            update(Run)
+            .where(Run.id == run["id"])
+            .values(finished_at=utcnow() - timedelta(days=days_ago))
+        )
+
+
+def _deployment(client: TestClient, name: str, status: str, days_ago: float) -> None:
+    """A deployment of credit version 1, last (re)deployed ``days_ago`` days ago."""
+    run = _run(client, "deploy", "model:credit", params={"version": 1, "name": name})
+    drain(client)
+    with _store(client).session(write=True) as session:
+        version_id = session.scalars(select(ModelVersion.id)).one()
+        session.add(
+            Deployment(
+                name=name,
+                domain="retail",
+                model_version_id=version_id,
+                model="credit",
+                version=1,
+                target="local",
+                status=status,
+                run_id=run["id"],
+                created_by="admin",
+                updated_at=utcnow() - timedelta(days=days_ago),
+            )
+        )
+
+
+def test_a_serving_deployment_is_monitored_by_a_recent_drift_check_since_it_was_deployed(
+    client: TestClient,
+) -> None:
+    # Given credit version 1 served by two deployments, made 10 and 3 days ago, and by one that
+    # stopped; its last drift check (which found drift) was 5 days ago
+    _created(
+        client.post(
+            "/api/v1/models",
+            json={"name": "credit", "domain": "retail", "risk_tier": "low", "intended_use": "x"},
+        )
+    )
+    add_version(client, "credit", None)
+    _deployment(client, "credit-eu", "ready", days_ago=10)
+    _deployment(client, "credit-us", "applied", days_ago=3)
+    _deployment(client, "credit-old", "stopped", days_ago=20)
+    _drift_check(client, "credit", 1, days_ago=5)
+    # When maturity is scored
+    monitored = _criteria(_maturity(client)["ai_capability"])["share_of_deployments_monitored"]
+    # Then only the deployment made before that check counts, out of the two that serve
+    assert monitored["value"] == 0.5
+    assert monitored["evidence"].startswith("1 of 2 serving deployments had a drift check")
+    # When a newer check is older than the monitoring window, then it does not count
+    with _store(client).session(write=True) as session:
+        session.execute(update(Run).values(finished_at=utcnow() - timedelta(days=31)))
+    monitored = _criteria(_maturity(client)["ai_capability"])["share_of_deployments_monitored"]
+    assert monitored["value"] == 0.0
+    # When the version is checked again today, then both serving deployments are monitored
+    _drift_check(client, "credit", 1, days_ago=0)
+    monitored = _criteria(_maturity(client)["ai_capability"])["share_of_deployments_monitored"]
+    assert monitored["value"] == 1.0
