@@ -2,22 +2,20 @@
 loopback.
 
 No OIDC provider runs on this machine, so :class:`FakeProvider` is a small one serving the
-three endpoints the flow uses over real HTTP: ``/authorize`` (logs in its current user at once
-and redirects back with a code), ``/token`` (redeems a code once, checking the client secret,
-the redirect URI and the PKCE verifier) and ``/jwks``. Its ID tokens are real signed JWTs.
+three endpoints the flow uses over real HTTP (uvicorn on loopback): ``/authorize`` (logs in its
+current user at once and redirects back with a code), ``/token`` (redeems a code once, checking
+the client secret, the redirect URI and the PKCE verifier) and ``/jwks``. Its ID tokens are real
+signed JWTs.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -27,12 +25,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from control_plane.app import create_app
 from control_plane.runs import RunKind
 from control_plane.settings import Settings
 from tests.conftest import RecordingExecutor
 from tests.identity.conftest import ISSUER, Jwks
+from tests.loopback import serve_on_loopback
 
 CLIENT_ID = "govplane-dashboard"
 CLIENT_SECRET = "s3cret-of-the-dashboard"
@@ -89,49 +92,39 @@ class FakeProvider:
         return 200, {"id_token": id_token, "access_token": "opaque", "token_type": "Bearer"}
 
 
+def _endpoints(idp: FakeProvider) -> Starlette:
+    """The provider's endpoints over HTTP."""
+
+    async def authorize(request: Request) -> Response:
+        status, headers = idp.authorize(dict(request.query_params))
+        return Response(status_code=status, headers=headers)
+
+    async def token(request: Request) -> Response:
+        form = {name: str(value) for name, value in (await request.form()).items()}
+        status, body = idp.token(form, request.headers.get("authorization", ""))
+        return JSONResponse(body, status)
+
+    async def jwks(request: Request) -> Response:
+        return Response(idp.jwks.document(), media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/authorize", authorize),
+            Route("/token", token, methods=["POST"]),
+            Route("/jwks", jwks),
+        ]
+    )
+
+
 @pytest.fixture
 def provider() -> Iterator[FakeProvider]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwks = Jwks()
     jwks.publish("rsa-1", key)
     idp = FakeProvider(key, jwks)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            if parts.path == "/jwks":
-                self._answer(200, {"Content-Type": "application/json"}, jwks.document())
-                return
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            status, headers = idp.authorize(query)
-            self._answer(status, headers, b"")
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-            status, body = idp.token(form, self.headers.get("Authorization", ""))
-            self._answer(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
-
-        def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    idp.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_on_loopback(_endpoints(idp)) as url:
+        idp.url = url
         yield idp
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
