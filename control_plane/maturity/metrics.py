@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -183,7 +183,7 @@ def share_of_deployments_monitored(session: Session, bundle: PolicyBundle) -> Me
         1
         for model, version, deployed_at in serving
         if (checked := latest.get((f"model:{model}", version))) is not None
-        and _aware(checked) >= _aware(deployed_at)
+        and checked >= deployed_at
     )
     return _share(
         monitored,
@@ -191,11 +191,6 @@ def share_of_deployments_monitored(session: Session, bundle: PolicyBundle) -> Me
         f"had a drift check of their version since deployed, in the last {MONITORING_DAYS} days",
         "serving deployments",
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    """``moment`` in UTC (SQLite hands back naive datetimes)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def federated_sites_active(session: Session, bundle: PolicyBundle) -> Measurement:
