@@ -68,6 +68,11 @@ def roles_of(session: Session, principal_id: str) -> list[tuple[str, str]]:
     return [(role, domain) for role, domain in rows]
 
 
+def principal_for_oidc_subject(session: Session, subject: str) -> Principal | None:
+    """The principal bound to an OIDC ``sub``, if any."""
+    return session.scalars(select(Principal).where(Principal.oidc_subject == subject)).first()
+
+
 def authorized_principal(
     session: Session, guard: Guard, principal_id: str, action: str
 ) -> Principal:

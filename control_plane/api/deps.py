@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.lake import Lake
@@ -19,6 +18,7 @@ from control_plane.errors import UnauthenticatedError
 from control_plane.identity.oidc import InvalidTokenError, OidcVerifier
 from control_plane.identity.tokens import TOKEN_PREFIX, principal_for_token
 from control_plane.lineage import LineageDeliverer, LineageWriter
+from control_plane.principals import principal_for_oidc_subject
 from control_plane.privacy_ledger import PrivacyLedger
 from control_plane.runs import RunEngine, RunWorker
 from control_plane.settings import Settings
@@ -72,9 +72,7 @@ def _caller(session: Session, services: Services, token: str) -> Caller:
             identity = services.oidc.verify(token)
         except InvalidTokenError as exc:
             raise UnauthenticatedError(f"invalid bearer JWT: {exc}") from exc
-        principal = session.scalars(
-            select(Principal).where(Principal.oidc_subject == identity.subject)
-        ).first()
+        principal = principal_for_oidc_subject(session, identity.subject)
         if principal is None:
             raise UnauthenticatedError(f"no principal is bound to OIDC subject {identity.subject}")
     else:

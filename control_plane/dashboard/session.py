@@ -19,14 +19,13 @@ from typing import Literal
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from control_plane.api.deps import Services, bind_guard, caller_of
 from control_plane.authorization import Guard
 from control_plane.errors import ProblemError
 from control_plane.identity.oidc_login import PendingLogin
 from control_plane.identity.tokens import hash_token, principal_for_token, principal_for_token_hash
+from control_plane.principals import principal_for_oidc_subject
 from control_plane.store.models import Principal
 
 SESSION_COOKIE = "govplane_session"
@@ -97,7 +96,7 @@ class Sessions:
         """Start a session for the principal bound to OIDC ``subject``, ending at ``until``
         (epoch seconds) at the latest; False if no principal is bound to it."""
         with services.db.session() as session:
-            if _oidc_principal(session, subject) is None:
+            if principal_for_oidc_subject(session, subject) is None:
                 return False
         value = self._serializer.dumps(
             {"oidc": subject, "until": until, "csrf": secrets.token_urlsafe(32)}
@@ -120,8 +119,8 @@ class Sessions:
             raise LoginRequiredError() from exc
         with services.db.session() as session:
             if "oidc" in data:
-                expired = int(data.get("until", 0)) <= time.time()
-                principal = None if expired else _oidc_principal(session, str(data["oidc"]))
+                subject, expired = str(data["oidc"]), int(data.get("until", 0)) <= time.time()
+                principal = None if expired else principal_for_oidc_subject(session, subject)
             else:
                 principal_id = principal_for_token_hash(session, str(data.get("token", "")))
                 principal = session.get(Principal, principal_id) if principal_id else None
@@ -177,10 +176,6 @@ def login_page(request: Request, render: Callable[[str], Response]) -> Response:
     response = render(value)
     _set_cookie(request, response, LOGIN_COOKIE, value, 3600)
     return response
-
-
-def _oidc_principal(session: Session, subject: str) -> Principal | None:
-    return session.scalars(select(Principal).where(Principal.oidc_subject == subject)).first()
 
 
 def _set_cookie(
