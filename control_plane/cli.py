@@ -450,24 +450,19 @@ def audit_prune(
     from audit import FORMATS, ExportError
     from control_plane.bundles import audit_retention_cutoff
     from control_plane.errors import ConflictError
-    from control_plane.store import Database
 
     fmt = archive.suffix.removeprefix(".")
     if fmt not in FORMATS:
         _fail(f"the archive must end in one of {', '.join('.' + f for f in FORMATS)}")
     if archive.exists():
         _fail(f"{archive} exists; an archive is never overwritten")
-    store = Database(_settings(data_dir, database_url=database_url).sqlalchemy_url)
-    try:
-        with store.session() as session:
-            until = audit_retention_cutoff(session, datetime.now(UTC))
-    except ConflictError as exc:
-        _fail(exc.detail)
-    finally:
-        store.dispose()
     trail = _audit_log(data_dir, database_url)
     try:
+        with trail.db.session() as session:
+            until = audit_retention_cutoff(session, datetime.now(UTC))
         pruned = trail.archive_and_prune(archive, fmt, until, "system:cli")
+    except ConflictError as exc:
+        _fail(exc.detail)
     except ExportError as exc:
         _fail(str(exc))
     finally:

@@ -123,6 +123,11 @@ class AuditLog:
         self._committer = GroupCommitter(db, self.append)
 
     @property
+    def db(self) -> Database:
+        """The store the trail is kept in."""
+        return self._db
+
+    @property
     def public_key_pem(self) -> str:
         """The key checkpoints and exports are signed with (PEM)."""
         return self._keys.signer.public_key_pem()
