@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, func, select, text, update
 from typer.testing import CliRunner
 
 from audit import (
@@ -28,7 +28,7 @@ from control_plane.bundles import activate_bundle, audit_retention_cutoff
 from control_plane.cli import app as cli
 from control_plane.settings import Settings
 from control_plane.store import Database
-from control_plane.store.models import AuditHead
+from control_plane.store.models import AuditHead, AuditRecord
 from policies import DEFAULT_BUNDLE_DIR, PolicyBundle, load_bundle
 from tests.conftest import as_caller, principal_token
 
@@ -43,15 +43,11 @@ def _sql(url: str, *statements: str) -> None:
         engine.dispose()
 
 
-def _sequences(url: str) -> list[int]:
-    """The sequence numbers of the records the store holds, in order."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            query = text("SELECT sequence FROM audit_records ORDER BY sequence")
-            return [row[0] for row in connection.execute(query)]
-    finally:
-        engine.dispose()
+def _first_sequence(client: TestClient) -> int:
+    """The sequence number of the oldest record the store still holds."""
+    with client.app.state.services.db.session() as session:  # type: ignore[attr-defined]
+        first: int = session.scalars(select(func.min(AuditRecord.sequence))).one()
+        return first
 
 
 def _events(client: TestClient, **params: str) -> list[dict[str, object]]:
@@ -458,7 +454,7 @@ def test_retention_comes_from_the_active_bundle_and_archives_before_pruning(
     # Then every record is archived and gone from the store, the archive verifies offline, and
     # the rest still verifies
     assert pruned >= size
-    assert _sequences(settings.sqlalchemy_url)[0] == pruned
+    assert _first_sequence(client) == pruned
     key = tmp_path / "key.pem"
     key.write_text(trail.public_key_pem)
     archived = runner.invoke(
@@ -505,7 +501,7 @@ def test_a_bundle_without_audit_retention_prunes_nothing(
     assert "has no audit.yaml: it sets no retention" in refused.stderr
     assert not (tmp_path / "a.jsonl").exists()
     assert client.get("/api/v1/audit/verify").json()["valid"] is True
-    assert _sequences(settings.sqlalchemy_url)[0] == 0
+    assert _first_sequence(client) == 0
     assert not _events(client, action="audit.prune")
 
 
