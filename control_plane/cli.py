@@ -9,6 +9,7 @@ client.
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,7 +112,13 @@ def serve(
 
     settings = _settings(data_dir, host=host, port=port)
     typer.echo(f"govplane serving on http://{host}:{port} (data in {settings.data_dir})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    application = create_app(settings)
+    # The libraries loaded by now hold most of a million objects for the life of the process;
+    # left to the collector, every full collection walks them all and stalls requests for
+    # half a second.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(application, host=host, port=port, log_level="info")
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from control_plane.lineage.delivery import LineageDeliverer
 from control_plane.lineage.recorder import LineageRecorder, job_name, job_namespace
-from control_plane.lineage.store import Ingested, LineageStore, StoredGraph
+from control_plane.lineage.store import Ingested, LineageStore, Received, StoredGraph
 from control_plane.lineage.writer import LineageWriter
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "LineageRecorder",
     "LineageStore",
     "LineageWriter",
+    "Received",
     "StoredGraph",
     "job_name",
     "job_namespace",

@@ -7,7 +7,7 @@ destination together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -31,6 +31,16 @@ from lineage import (
 )
 
 _CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Received:
+    """A validated event as received: its parsed model, its JSON body, domain and sender."""
+
+    event: RunEventModel
+    payload: dict[str, Any]
+    domain: str
+    received_by: str
 
 
 @dataclass(frozen=True)
@@ -110,81 +120,113 @@ class LineageStore:
         Raises:
             InvalidEventError: the event asserts a node or column lineage the graph refuses.
         """
-        at = parse_event_time(event.eventTime)
-        delta = graph_delta(event, at)
+        (stored,) = self.ingest_many(session, [Received(event, payload, domain, received_by)])
+        return stored
+
+    def ingest_many(self, session: Session, received: Sequence[Received]) -> list[Ingested]:
+        """Store events as :meth:`ingest` would one after the other, in a few statements.
+
+        Each event is inserted on its own (to tell duplicates apart); the nodes, edges and
+        outbox entries of all new events are then written together, with the same result as
+        event by event: a node keeps the domain of its first event, its facets are merged in
+        event order and its first time is the earliest.
+
+        Raises:
+            InvalidEventError: an event asserts a node or column lineage the graph refuses.
+        """
         connection = session.connection()
         now = utcnow()
-        inserted = connection.execute(
-            _INSERT_EVENT,
+        results: list[Ingested] = []
+        added: list[tuple[int, GraphDelta, str]] = []
+        for item in received:
+            event = item.event
+            at = parse_event_time(event.eventTime)
+            delta = graph_delta(event, at)
+            inserted = connection.execute(
+                _INSERT_EVENT,
+                {
+                    "run_id": event.run.runId.lower(),
+                    "event_type": event.eventType or "",
+                    "event_time": at,
+                    "job_namespace": event.job.namespace,
+                    "job_name": event.job.name,
+                    "domain": item.domain,
+                    "payload": item.payload,
+                    "received_by": item.received_by,
+                    "received_at": now,
+                },
+            ).scalar()
+            results.append(Ingested(inserted, duplicate=inserted is None))
+            if inserted is not None:
+                added.append((inserted, delta, item.domain))
+        if added:
+            _merge_nodes(connection, [(delta, domain) for _, delta, domain in added], now)
+            _upsert_edges(connection, [delta for _, delta, _ in added])
+            self._queue(connection, [event_id for event_id, _, _ in added], now)
+        return results
+
+    def _queue(self, connection: Connection, event_ids: list[int], now: datetime) -> None:
+        rows = [
             {
-                "run_id": event.run.runId.lower(),
-                "event_type": event.eventType or "",
-                "event_time": at,
-                "job_namespace": event.job.namespace,
-                "job_name": event.job.name,
-                "domain": domain,
-                "payload": payload,
-                "received_by": received_by,
-                "received_at": now,
-            },
-        ).scalar()
-        if inserted is None:
-            return Ingested(None, duplicate=True)
-        _merge_nodes(connection, delta, domain, now)
-        _upsert_edges(connection, delta)
-        if self.destinations:
-            connection.execute(
-                _INSERT_OUTBOX,
-                [
-                    {
-                        "event_id": inserted,
-                        "destination": name,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "lease_until": None,
-                        "last_error": None,
-                        "delivered_at": None,
-                    }
-                    for name in self.destinations
-                ],
+                "event_id": event_id,
+                "destination": name,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "lease_until": None,
+                "last_error": None,
+                "delivered_at": None,
+            }
+            for event_id in event_ids
+            for name in self.destinations
+        ]
+        for chunk in _chunks(rows):
+            connection.execute(_INSERT_OUTBOX, list(chunk))
+
+
+def _merge_nodes(
+    connection: Connection, deltas: Sequence[tuple[GraphDelta, str]], now: datetime
+) -> None:
+    """Add new nodes; merge facets into existing ones and move their first time back.
+
+    The deltas are applied in order, as if each were merged on its own.
+    """
+    rows = []
+    updates: dict[str, list[tuple[Mapping[str, Any], datetime]]] = {}
+    for delta, domain in deltas:
+        for node in {node.ref.id: node for node in delta.nodes}.values():
+            rows.append(
+                {
+                    "id": node.ref.id,
+                    "type": node.ref.type.value,
+                    "namespace": node.ref.namespace,
+                    "name": node.ref.name,
+                    "domain": domain,
+                    "facets": _live(node.facets),
+                    "first_seen": delta.at,
+                    "updated_at": now,
+                }
             )
-        return Ingested(inserted, duplicate=False)
-
-
-def _merge_nodes(connection: Connection, delta: GraphDelta, domain: str, now: datetime) -> None:
-    """Add new nodes; merge facets into existing ones and move their first time back."""
-    by_id = {node.ref.id: node for node in delta.nodes}
-    rows = [
-        {
-            "id": node.ref.id,
-            "type": node.ref.type.value,
-            "namespace": node.ref.namespace,
-            "name": node.ref.name,
-            "domain": domain,
-            "facets": _live(node.facets),
-            "first_seen": delta.at,
-            "updated_at": now,
-        }
-        for node in by_id.values()
-    ]
+            updates.setdefault(node.ref.id, []).append((node.facets, delta.at))
     for chunk in _chunks(rows):
         connection.execute(_INSERT_NODES, list(chunk))
     changed = []
-    for chunk in _chunks(list(by_id)):
+    for chunk in _chunks(list(updates)):
         stored = connection.execute(
             select(_NODES.c.id, _NODES.c.facets, _NODES.c.first_seen)
             .where(_NODES.c.id.in_(chunk))
             .with_for_update()
         )
         for node_id, facets, first_seen in stored:
-            update = by_id[node_id].facets
-            merged = _live({**facets, **update}, deleted=update)
-            if merged != facets or delta.at < first_seen:
+            merged, earliest = facets, first_seen
+            for update, at in updates[node_id]:
+                merged = _live({**merged, **update}, deleted=update)
+                earliest = min(earliest, at)
+            if merged != facets or earliest != first_seen:
                 changed.append(
                     {
                         "node_id": node_id,
                         "facets": merged,
-                        "first_seen": min(first_seen, delta.at),
+                        "first_seen": earliest,
                         "updated_at": now,
                     }
                 )
@@ -211,8 +253,7 @@ def _live(facets: Any, deleted: Any = None) -> dict[str, Any]:
     }
 
 
-def _upsert_edges(connection: Connection, delta: GraphDelta) -> None:
-    unique = {edge.key: edge for edge in delta.edges}
+def _upsert_edges(connection: Connection, deltas: Sequence[GraphDelta]) -> None:
     rows = [
         {
             "key": key,
@@ -226,7 +267,8 @@ def _upsert_edges(connection: Connection, delta: GraphDelta) -> None:
             "first_seen": delta.at,
             "last_seen": delta.at,
         }
-        for key, edge in unique.items()
+        for delta in deltas
+        for key, edge in {edge.key: edge for edge in delta.edges}.items()
     ]
     for chunk in _chunks(rows):
         connection.execute(_UPSERT_EDGES, list(chunk))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.lineage.store import Ingested, LineageStore
+from control_plane.lineage.store import Ingested, LineageStore, Received
 from control_plane.store import Database
 from lineage import RunEventModel
 
@@ -91,13 +91,14 @@ class LineageWriter:
     def _commit(self, group: list[_Request]) -> None:
         try:
             with self._db.session(write=True) as session:
-                results = [
+                stored = self._store.ingest_many(
+                    session,
                     [
-                        self._store.ingest(session, event, payload, r.domain, r.received_by)
+                        Received(event, payload, r.domain, r.received_by)
+                        for r in group
                         for event, payload in r.events
-                    ]
-                    for r in group
-                ]
+                    ],
+                )
         except BaseException as exc:
             if len(group) > 1 and isinstance(exc, Exception):
                 for request in group:
@@ -109,6 +110,8 @@ class LineageWriter:
             if not isinstance(exc, Exception):
                 raise
             return
-        for request, stored in zip(group, results, strict=True):
-            request.stored = stored
+        start = 0
+        for request in group:
+            request.stored = stored[start : start + len(request.events)]
             request.done = True
+            start += len(request.events)
