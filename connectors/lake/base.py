@@ -62,7 +62,8 @@ class Lake(Protocol):
         ...
 
     def snapshots(self, name: str) -> list[Snapshot]:
-        """Every snapshot of the table, oldest first."""
+        """The table's history, oldest first: the current snapshot and its ancestors (not a
+        write that was rolled back)."""
         ...
 
     def exists(self, name: str) -> bool:

@@ -21,6 +21,8 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
 )
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot as IcebergSnapshot
+from pyiceberg.table.snapshots import ancestors_of
 
 from connectors.lake.base import LakeError, Snapshot
 
@@ -102,8 +104,8 @@ class IcebergLake:
 
     def read(self, name: str, snapshot_id: int | None = None, limit: int | None = None) -> pa.Table:
         table = self._table(name)
-        if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
-            raise LakeError(f"lake table {name!r} has no snapshot {snapshot_id}")
+        if snapshot_id is not None and snapshot_id not in {s.snapshot_id for s in _history(table)}:
+            raise LakeError(f"lake table {name!r} has no snapshot {snapshot_id} in its history")
         return table.scan(snapshot_id=snapshot_id, limit=limit).to_arrow()
 
     def schema(self, name: str) -> pa.Schema:
@@ -115,7 +117,7 @@ class IcebergLake:
 
     def snapshots(self, name: str) -> list[Snapshot]:
         result = []
-        for snapshot in self._table(name).snapshots():
+        for snapshot in _history(self._table(name)):
             summary = snapshot.summary
             result.append(
                 Snapshot(
@@ -148,3 +150,8 @@ def _current(table: Table, name: str) -> int:
     if snapshot is None:
         raise LakeError(f"lake table {name!r} has no snapshot after a write")
     return snapshot.snapshot_id
+
+
+def _history(table: Table) -> list[IcebergSnapshot]:
+    """The current snapshot and its ancestors, oldest first."""
+    return list(reversed(list(ancestors_of(table.current_snapshot(), table.metadata))))

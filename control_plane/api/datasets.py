@@ -18,6 +18,7 @@ from control_plane.api.deps import GuardDep, Services, ServicesDep
 from control_plane.api.fields import (
     NO_NUL,
     Classification,
+    DatasetName,
     Domain,
     Name,
     PathKey,
@@ -54,7 +55,7 @@ class PrivacyBudget(RequestModel):
 
 
 class DatasetCreate(RequestModel):
-    name: Name
+    name: DatasetName
     domain: Domain
     classification: Classification
     description: Text = ""
@@ -213,6 +214,40 @@ def add_upload_part(
 ) -> UploadOut:
     """Add the next part (an Arrow IPC stream with the first part's schema) to an upload."""
     return _upload(services, guard, dataset_id, upload_id, body)
+
+
+class SnapshotOut(BaseModel):
+    snapshot_id: int
+    committed_at: datetime
+    operation: str
+    total_records: int
+    registered: bool
+
+
+@router.get("/{dataset_id}/snapshots")
+def snapshots(dataset_id: PathKey, services: ServicesDep, guard: GuardDep) -> list[SnapshotOut]:
+    """The dataset's lake history, oldest first: every snapshot an ingest kept (a write that was
+    undone is not one); ``registered`` marks the one the dataset stands at. Empty before the
+    first ingest."""
+    with services.db.session() as session:
+        row = readable(session, guard, session.get(Dataset, dataset_id), f"dataset {dataset_id}")
+        name, current = row.name, row.snapshot_id
+    if current is None:
+        return []
+    try:
+        history = services.lake.snapshots(name)
+    except LakeError as exc:
+        raise NotFoundError(str(exc)) from None
+    return [
+        SnapshotOut(
+            snapshot_id=s.snapshot_id,
+            committed_at=s.committed_at,
+            operation=s.operation,
+            total_records=s.total_records,
+            registered=s.snapshot_id == current,
+        )
+        for s in history
+    ]
 
 
 class ColumnAccessOut(BaseModel):

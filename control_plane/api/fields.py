@@ -9,6 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 Name = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$", max_length=128)
 ]
+DatasetName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_@-]{0,127}$", max_length=128)
+]
+"""A dataset's name, which also names its lake table: a :data:`Name` without dots, which
+Iceberg would read as namespace levels."""
 Domain = Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9][a-z0-9_-]{0,63})$")]
 NO_NUL = r"^[^\x00]*$"
 """The pattern of free text: PostgreSQL text cannot hold NUL, so no accepted string has one."""

@@ -101,12 +101,16 @@ class UploadStore:
         return upload_id, rows.num_rows
 
     def read(self, dataset_id: str, upload_id: str) -> pa.Table:
-        """Every part of an upload as one table."""
+        """Every part of an upload as one table, its columns mapped from the part files."""
         folder = self._folder(dataset_id, upload_id)
         parts = sorted(folder.glob("part-*.arrow")) if folder.is_dir() else []
         if not parts:
             raise UnknownUploadError(f"no upload {upload_id} for this dataset")
-        return pa.concat_tables(ipc.open_stream(part.read_bytes()).read_all() for part in parts)
+        # Memory-mapped, the parts are not copied into memory; a mapping outlives the file's
+        # removal by ``discard``.
+        return pa.concat_tables(
+            ipc.open_stream(pa.memory_map(str(part))).read_all() for part in parts
+        )
 
     def discard(self, dataset_id: str, upload_id: str) -> None:
         """Delete a consumed upload."""

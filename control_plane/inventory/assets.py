@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from control_plane.errors import InvalidInputError, NotFoundError
+from control_plane.errors import InvalidInputError
 from control_plane.store.models import Dataset, Model, PolicyBundleRow, Site
 
 PLATFORM_DOMAIN = "*"
@@ -43,11 +43,11 @@ def site_asset(row: Site) -> Asset:
 
 
 def resolve_asset(session: Session, ref: str) -> Asset:
-    """The asset ``ref`` names.
+    """The asset ``ref`` names; a request body gives it, so an unknown one is invalid input.
 
     Raises:
-        InvalidInputError: the reference is not ``type:name`` with a known type.
-        NotFoundError: no such asset.
+        InvalidInputError: the reference is not ``type:name`` with a known type, or no such
+            asset exists.
     """
     kind, sep, name = ref.partition(":")
     if not sep or not name:
@@ -55,16 +55,16 @@ def resolve_asset(session: Session, ref: str) -> Asset:
     if kind == "dataset":
         dataset = session.scalars(select(Dataset).where(Dataset.name == name)).first()
         if dataset is None:
-            raise NotFoundError(f"no dataset named {name!r}")
+            raise InvalidInputError(f"no dataset named {name!r}")
         return dataset_asset(dataset)
     if kind == "model":
         model = session.scalars(select(Model).where(Model.name == name)).first()
         if model is None:
-            raise NotFoundError(f"no model named {name!r}")
+            raise InvalidInputError(f"no model named {name!r}")
         return model_asset(model)
     if kind == "policy":
         if session.get(PolicyBundleRow, name) is None:
-            raise NotFoundError(f"no policy bundle {name!r}")
+            raise InvalidInputError(f"no policy bundle {name!r}")
         return Asset(ref, PLATFORM_DOMAIN, {})
     raise InvalidInputError(
         f"unknown asset type {kind!r} in {ref!r}; known types: dataset, model, policy"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from audit import AuditEvent
 from control_plane.audit_trail import AuditLog
 from control_plane.authorization import Guard
-from control_plane.errors import ConflictError, InvalidInputError, NotFoundError
+from control_plane.errors import ConflictError, InvalidInputError
 from control_plane.inventory.catalog import asset_of
 from control_plane.runs.states import RunKind, RunState
 from control_plane.store.models import Dataset, Run, Site, SiteDataset, SiteParticipation
@@ -69,13 +69,13 @@ def hold_datasets(session: Session, guard: Guard, site: Site, names: Sequence[st
     """Record that ``site`` holds the named datasets (each readable by the caller).
 
     Raises:
-        NotFoundError: no dataset of that name.
+        InvalidInputError: no dataset of that name.
         ConflictError: another site holds it already.
     """
     for name in names:
         dataset = session.scalars(select(Dataset).where(Dataset.name == name)).first()
         if dataset is None:
-            raise NotFoundError(f"no dataset named {name!r}")
+            raise InvalidInputError(f"no dataset named {name!r}")
         asset = asset_of(dataset)
         guard.require("read", asset.ref, asset.domain, asset.attributes)
         if session.get(SiteDataset, dataset.id) is not None:

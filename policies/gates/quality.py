@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +28,7 @@ from policies.sections.gates import QualityThresholds, TypeFamily
 
 _FNV_OFFSET: Final = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME: Final = np.uint64(0x100000001B3)
+_Words = npt.NDArray[np.uint64]  # one 64-bit word per row
 _FAMILIES: Final[Mapping[TypeFamily, Callable[[pa.DataType], bool]]] = {
     "integer": pa.types.is_integer,
     "floating": pa.types.is_floating,
@@ -100,14 +102,15 @@ class DataQualityGate:
 def _measure(table: pa.Table, ranges: Mapping[str, Any]) -> dict[str, Any]:
     """Duplicate rows, missing values per column and out-of-range values."""
     frame = table.to_pandas(types_mapper=pd.ArrowDtype)
-    # Every column list is given, so evidently infers no types; other columns than numbers go
-    # as text, for which it collects no category statistics the gate does not use.
+    # Every column is declared of unknown type, so evidently infers none and collects no
+    # statistics when it builds the dataset (quantiles of numbers, categories of text): these
+    # metrics count on the values themselves, and the gate checks the types.
     definition = DataDefinition(
-        numerical_columns=[c for c in table.column_names if _numeric(table, c)],
-        text_columns=[c for c in table.column_names if not _numeric(table, c)],
+        unknown_columns=table.column_names,
+        numerical_columns=[],
         categorical_columns=[],
+        text_columns=[],
         datetime_columns=[],
-        unknown_columns=[],
         list_columns=[],
     )
     missing = {column: MissingValueCount(column=column) for column in table.column_names}
@@ -132,25 +135,47 @@ def _measure(table: pa.Table, ranges: Mapping[str, Any]) -> dict[str, Any]:
 def duplicate_rows(table: pa.Table) -> int:
     """How many rows repeat an earlier row (nulls equal to nulls, as pandas counts them).
 
-    Each column becomes 64-bit codes (dictionary indices for text, the bits of numbers), folded
-    into one hash per row; rows are counted equal when their hashes are.
+    Each column becomes 64-bit codes (the bits of numbers; dictionary indices for other values,
+    with null as one more entry), folded into one hash per row; rows are counted equal when
+    their hashes are. Numbers are folded first, on every row: only rows whose numbers repeat can
+    repeat, so the other columns (whose dictionaries are the costly part) are folded on those
+    rows alone.
     """
-    hashes = np.full(table.num_rows, _FNV_OFFSET, dtype=np.uint64)
-    for name in table.column_names:
-        column = table.column(name).combine_chunks()
-        if pa.types.is_integer(column.type):
-            codes = pc.fill_null(column.cast(pa.int64()), 0)
-        elif pa.types.is_floating(column.type):
-            codes = pc.fill_null(column.cast(pa.float64()), 0.0)
-        else:
-            codes = pc.fill_null(pc.dictionary_encode(column).indices.cast(pa.int64()), 0)
-        # FNV-1a over 64-bit words: each step is a bijection of the hash, so rows differing in
-        # one column never collide; a null is the word 0 plus a flag word.
-        hashes = (hashes ^ codes.to_numpy(zero_copy_only=False).view(np.uint64)) * _FNV_PRIME
-        if column.null_count:
-            nulls = column.is_null().to_numpy(zero_copy_only=False).astype(np.uint64)
-            hashes = (hashes ^ nulls) * _FNV_PRIME
+    numbers = [name for name in table.column_names if _numeric(table, name)]
+    others = [name for name in table.column_names if name not in numbers]
+    hashes = _fold(np.full(table.num_rows, _FNV_OFFSET, dtype=np.uint64), table.select(numbers))
+    if others:
+        repeated = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy())
+        rest = table.select(others)
+        if len(repeated) < table.num_rows:
+            hashes, rest = hashes[repeated], rest.take(repeated)
+        hashes = _fold(hashes, rest)
     return int(pd.Series(hashes).duplicated().sum())
+
+
+def _fold(hashes: _Words, table: pa.Table) -> _Words:
+    """``hashes`` with every column of ``table`` folded in, FNV-1a over 64-bit words: each step
+    is a bijection of the hash, so rows differing in one column never collide."""
+    for column in table.columns:
+        for word in _words(column.combine_chunks()):
+            np.bitwise_xor(hashes, word, out=hashes)
+            np.multiply(hashes, _FNV_PRIME, out=hashes)
+    return hashes
+
+
+def _words(column: pa.Array) -> list[_Words]:
+    """The 64-bit words a column adds to each row's hash (a null number: 0 and a flag word)."""
+    if _FAMILIES["numeric"](column.type):
+        # The bits of the number: unsigned integers past the signed range wrap, still distinct.
+        wide = column.cast(
+            pa.int64() if pa.types.is_integer(column.type) else pa.float64(), safe=False
+        )
+        words = [pc.fill_null(wide, 0).to_numpy().view(np.uint64)]
+        if column.null_count:
+            words.append(column.is_null().to_numpy(zero_copy_only=False).astype(np.uint64))
+        return words
+    indices = pc.dictionary_encode(column, null_encoding="encode").indices
+    return [indices.to_numpy().astype(np.uint64)]
 
 
 def _numeric(table: pa.Table, column: str) -> bool:

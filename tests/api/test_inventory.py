@@ -45,6 +45,17 @@ def test_a_dataset_is_owned_by_whoever_registers_it(client: TestClient) -> None:
     assert client.get(f"/api/v1/datasets/{created['id']}").json() == created
 
 
+def test_a_dataset_name_is_its_lake_table_name_so_it_has_no_dots(client: TestClient) -> None:
+    # Iceberg would read the dots of "sales.v2" as namespace levels
+    response = client.post(
+        "/api/v1/datasets",
+        json={"name": "sales.v2", "domain": "retail", "classification": "internal"},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "name"]
+    assert _create_dataset(client, "sales-v2@eu", "retail", "internal") == 201
+
+
 def test_a_data_owner_cannot_register_in_another_domain(client: TestClient) -> None:
     owner = principal_token(client, "olga", [("data_owner", "retail")])
     assert _create_dataset(client, "claims", "insurance", "internal", owner) == 403
@@ -132,3 +143,15 @@ def test_sites_record_their_operator_and_residency(client: TestClient) -> None:
         "/api/v1/sites", json={"name": "x", "domain": "health", "residency": "Germany"}
     )
     assert bad.status_code == 422
+
+
+def test_a_site_naming_a_dataset_that_does_not_exist_is_invalid_and_not_stored(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        "/api/v1/sites",
+        json={"name": "clinic", "domain": "health", "residency": "DE", "datasets": ["nope"]},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"] == "no dataset named 'nope'"
+    assert client.get("/api/v1/sites").json()["items"] == []

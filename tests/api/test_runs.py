@@ -195,10 +195,15 @@ def test_a_kind_without_an_executor_is_refused(client: TestClient) -> None:
 
 
 def test_unknown_targets_and_kinds(client: TestClient) -> None:
-    assert (
-        client.post("/api/v1/runs", json={"kind": "train", "target": "model:nope"}).status_code
-        == 404
+    # The body names what is missing: invalid input, not a missing resource at the URL
+    unknown = client.post("/api/v1/runs", json={"kind": "train", "target": "model:nope"})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == "no model named 'nope'"
+    unknown_input = client.post(
+        "/api/v1/runs",
+        json={"kind": "train", "target": "model:nope", "inputs": ["dataset:gone"]},
     )
+    assert unknown_input.status_code == 422
     assert (
         client.post("/api/v1/runs", json={"kind": "teleport", "target": "model:x"}).status_code
         == 422

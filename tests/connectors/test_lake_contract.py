@@ -75,10 +75,17 @@ def test_rollback_makes_an_earlier_snapshot_current_or_drops_a_new_table(
 ) -> None:
     lake.create("adult", adult.schema)
     kept = lake.append("adult", adult.slice(0, 10))
-    lake.append("adult", adult.slice(10, 10))
+    undone = lake.append("adult", adult.slice(10, 10))
     lake.rollback("adult", kept)
     assert lake.snapshot_id("adult") == kept
     assert lake.read("adult").num_rows == 10
+    # The undone write is no longer part of the table's history, nor readable
+    assert [s.snapshot_id for s in lake.snapshots("adult")] == [kept]
+    with pytest.raises(LakeError, match=f"no snapshot {undone} in its history"):
+        lake.read("adult", undone)
+    # And the next write follows the kept snapshot
+    after = lake.append("adult", adult.slice(20, 5))
+    assert [s.snapshot_id for s in lake.snapshots("adult")] == [kept, after]
     lake.rollback("adult", None)
     assert not lake.exists("adult")
 

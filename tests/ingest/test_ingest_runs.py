@@ -182,6 +182,14 @@ def test_reingest_adds_a_snapshot_and_keeps_history(ingest: Ingest, adult: pa.Ta
         headers=ingest.owner,
     ).json()
     assert len(old["rows"]) == 100
+    # And the history lists both snapshots, oldest first, the second one registered
+    history = ingest.client.get(
+        f"/api/v1/datasets/{dataset_id}/snapshots", headers=ingest.scientist
+    ).json()
+    assert [(s["snapshot_id"], s["total_records"], s["registered"]) for s in history] == [
+        (first, 100, False),
+        (second["outputs"]["snapshot_id"], 150, True),
+    ]
 
 
 def test_email_columns_are_pseudonymized_at_ingest(ingest: Ingest) -> None:

@@ -56,6 +56,33 @@ def test_duplicate_rows_match_evidently_and_pandas_with_nulls(adult: pa.Table) -
     assert duplicate_rows(with_nulls) == evidently_count == frame.duplicated().sum()
 
 
+def test_duplicate_rows_match_pandas_when_rows_differ_only_in_text(adult: pa.Table) -> None:
+    # Given rows repeating their numbers, with their text the same, changed or null, among
+    # rows whose numbers do not repeat
+    sample = adult.slice(0, 2000)
+    occupation = [
+        None if i % 3 == 0 else "Other" if i % 5 == 0 else value
+        for i, value in enumerate(sample["occupation"].to_pylist())
+    ]
+    changed = sample.set_column(
+        sample.schema.get_field_index("occupation"), "occupation", pa.array(occupation)
+    )
+    table = pa.concat_tables([sample, adult.slice(2000, 500), changed])
+    text = table.select([f.name for f in table.schema if pa.types.is_string(f.type)])
+    # When duplicates are counted, with the numbers and on the text alone
+    counts = duplicate_rows(table), duplicate_rows(text)
+    # Then both are what pandas counts: not the rows that repeat only their numbers
+    expected = table.to_pandas().duplicated().sum(), text.to_pandas().duplicated().sum()
+    assert counts == expected
+    assert 0 < counts[0] < sample.num_rows
+
+
+def test_duplicate_rows_of_unsigned_numbers_past_the_signed_range() -> None:
+    big = 2**64 - 1
+    table = pa.table({"id": pa.array([big, big, 5, None, None, 2**63], pa.uint64())})
+    assert duplicate_rows(table) == table.to_pandas().duplicated().sum() == 2
+
+
 def test_missing_values_above_the_threshold_fail(adult: pa.Table) -> None:
     # occupation is missing in about 5.7% of Adult's rows
     gate = DataQualityGate(QualityThresholds(max_missing_share=0.05, max_duplicate_share=1))
