@@ -149,6 +149,11 @@ class Settings(BaseSettings):
         pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
         description="Kubernetes namespace of KServe and Seldon deployments.",
     )
+    dp_secure_rng: bool = Field(
+        default=True,
+        description="DP-SGD samples and adds noise with the kernel's CSPRNG; off: torch's "
+        "generator (reproducible, not secure; development only).",
+    )
     kfp_host: str | None = Field(
         default=None, description="Kubeflow Pipelines API; when set, training runs there."
     )

@@ -7,7 +7,8 @@ control plane must not pay for at import time.
 - ``privacy.pii``, ``privacy.masking``: PII detection; pseudonyms, generalization, masking.
 - ``privacy.budget``: (epsilon, delta) budgets in exact integer units, basic composition.
 - ``privacy.accounting``: the epsilon of a DP-SGD step history (opacus's RDP and PRV).
-- ``privacy.dp_sgd``: DP-SGD training with opacus, and its evidence.
+- ``privacy.dp_sgd``: DP-SGD training (opacus's per-sample gradients and accountants), and
+  its evidence; ``privacy.randomness``: its sampling and noise, secure in production.
 - ``privacy.he``: CKKS scoring and aggregation on ciphertexts (TenSEAL).
 """
 

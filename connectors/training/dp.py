@@ -58,6 +58,7 @@ def fit_dp(train: pd.DataFrame, job: TrainingJob, dp: DpTraining) -> DpFit:
         batch_size=dp.batch_size,
         noise_multiplier=dp.noise_multiplier,
         accountant=dp.accountant,
+        production=dp.secure_rng,
     )
     sample_rate, steps = plan.schedule(len(features))
     planned = epsilon_spent(

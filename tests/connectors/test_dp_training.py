@@ -64,9 +64,9 @@ def test_the_evidence_is_opacus_accounting_of_the_steps_taken(
     train, _ = split(adult.slice(0, 3000).to_pandas(), job)
     # When the MLP trains one epoch
     evidence = fit_dp(train, job, DP).evidence
-    # Then the evidence names ghost clipping and opacus's epsilon for those steps
+    # Then the evidence names book-keeping ghost clipping and opacus's epsilon for those steps
     assert (evidence.steps, evidence.sample_rate) == (19, pytest.approx(1 / 19))
-    assert evidence.grad_sample_mode == "ghost"
+    assert evidence.grad_sample_mode == "ghost-bookkeeping"
     reference = RDPAccountant()
     reference.history = [(1.0, 1 / 19, 19)]
     assert evidence.epsilon == pytest.approx(reference.get_epsilon(delta=1e-5), abs=1e-6)
@@ -79,3 +79,20 @@ def test_a_plan_spending_more_than_reserved_is_refused_before_training(
     tight = DP.model_copy(update={"noise_multiplier": 0.3, "max_epsilon": 1.0})
     with pytest.raises(TrainingRefusedError, match="more than the 1 reserved"):
         fit_dp(train, job, tight)
+
+
+def test_development_runs_are_reproducible_and_production_runs_draw_securely(
+    job: TrainingJob, adult: pa.Table
+) -> None:
+    train, _ = split(adult.slice(0, 3000).to_pandas(), job)
+    # Given the same job twice with torch's generator, seeded by the job
+    development = DP.model_copy(update={"secure_rng": False})
+    first, second = fit_dp(train, job, development), fit_dp(train, job, development)
+    # Then both train the same weights, and the evidence says the generator is not secure
+    for a, b in zip(first.module.parameters(), second.module.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not first.evidence.secure_rng
+    # And by default the job samples and adds noise from the kernel's CSPRNG
+    secure = fit_dp(train, job, DP).evidence
+    assert secure.secure_rng
+    assert secure.rng.startswith("os.urandom")
