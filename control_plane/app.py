@@ -99,6 +99,7 @@ def build_services(
     )
     trail = AuditLog(db, load_audit_keys(settings), cadence)
     lineage_store = LineageStore(tuple(settings.lineage_destinations))
+    lineage_recorder = LineageRecorder(lineage_store)
     ledger = PrivacyLedger(trail)
     lake = open_lake(settings)
     notifier = WebhookNotifier(settings.webhook_urls)
@@ -123,6 +124,7 @@ def build_services(
                 orchestrator(settings),
                 registry_config(settings),
                 lake_catalog(settings),
+                settings.dp_secure_rng,
             ),
             RunKind.EVALUATE: EvaluateExecutor(db, trail, lake, registry),
             RunKind.PROMOTE: PromoteExecutor(db, trail, registry, signer),
@@ -140,7 +142,7 @@ def build_services(
         [
             RunTransitionAudit(trail),
             LedgerSettlement(ledger),
-            LineageRecorder(lineage_store),
+            lineage_recorder,
             ApprovalRequestNotifier(notifier),
             *recorders,
         ],
@@ -185,6 +187,7 @@ def build_services(
         oidc,
         trail,
         LineageWriter(db, lineage_store),
+        lineage_recorder,
         deliverer,
         ledger,
         lake,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from connectors.registry import MlflowRegistryConfig
+from connectors.registry import MlflowRegistryConfig, ModelUri
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"
 Name = Annotated[str, StringConstraints(pattern=_NAME)]
+_Key = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+_Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
@@ -23,14 +25,17 @@ class SnapshotSource(_Frozen):
         dataset_id: govplane's id of the dataset the table holds.
         catalog_name: the catalog's name (a SQL catalog keeps tables per name).
         catalog: pyiceberg catalog properties (``type``, ``uri``, ``warehouse``, ...).
-        table: the table identifier, ``namespace.name``.
+        table: the table identifier, ``namespace.name`` (a dataset's name, with ``-`` or ``@``).
         snapshot_id: the snapshot the job reads, whatever was written since.
     """
 
     dataset_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     catalog_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     catalog: dict[str, str]
-    table: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$")]
+    table: Annotated[
+        str,
+        StringConstraints(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*\.[A-Za-z0-9][A-Za-z0-9_@-]*$"),
+    ]
     snapshot_id: int
 
 
@@ -46,6 +51,8 @@ class DpTraining(_Frozen):
         epochs: passes over the training rows; ``batch_size`` the expected batch size.
         accountant: ``rdp`` or ``prv``.
         hidden_units: width of the hidden layer; ``learning_rate`` of plain SGD.
+        secure_rng: sample and add noise with the kernel's CSPRNG (production); otherwise
+            with torch's generator, seeded by the job (reproducible, not secure).
     """
 
     noise_multiplier: float = Field(gt=0, le=1000)
@@ -57,6 +64,7 @@ class DpTraining(_Frozen):
     accountant: Literal["rdp", "prv"] = "rdp"
     hidden_units: int = Field(default=64, ge=1, le=4096)
     learning_rate: float = Field(default=0.1, gt=0, le=10)
+    secure_rng: bool = True
 
 
 class TrainingJob(_Frozen):
@@ -91,7 +99,8 @@ class TrainingJob(_Frozen):
 
 
 class TrainingOutcome(_Frozen):
-    """What a finished training job reports back.
+    """What a finished training job reports back (also the body a pipeline posts to govplane,
+    so every field is bounded and refuses what a JSON store could not keep: NUL, NaN).
 
     Attributes:
         model_uri: the registered version, ``models:/NAME/VERSION``.
@@ -103,13 +112,19 @@ class TrainingOutcome(_Frozen):
         privacy: the DP-SGD evidence of a ``dp`` job (``privacy.dp_sgd.DpSgdEvidence``).
     """
 
-    model_uri: str
-    artifact_digest: str
-    registry_run_id: str
-    metrics: dict[str, float]
-    rows: dict[str, int]
-    features: list[str] = []
-    privacy: dict[str, Any] | None = None
+    model_uri: Annotated[str, StringConstraints(max_length=300)]
+    artifact_digest: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+    registry_run_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,256}$")]
+    metrics: Annotated[dict[_Key, _Number], Field(max_length=64)]
+    rows: dict[Literal["train", "test"], Annotated[int, Field(ge=0, le=2**62)]]
+    features: Annotated[list[_Key], Field(max_length=10_000)] = []
+    privacy: Annotated[dict[_Key, bool | int | _Number | _Key], Field(max_length=64)] | None = None
+
+    @field_validator("model_uri")
+    @classmethod
+    def _registry_uri(cls, uri: str) -> str:
+        ModelUri.parse(uri)
+        return uri
 
     def as_outputs(self) -> dict[str, Any]:
         """The outcome as JSON-serializable run outputs."""

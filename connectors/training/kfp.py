@@ -64,10 +64,17 @@ def read_snapshot_step(job_json: str, data: dsl.Output[dsl.Dataset]) -> None:
 
 
 def train_step(job_json: str, data: dsl.Input[dsl.Dataset]) -> NamedTuple(  # type: ignore[valid-type]
-    "Registered", model_uri=str, artifact_digest=str, registry_run_id=str, train_rows=int
+    "Registered",
+    model_uri=str,
+    artifact_digest=str,
+    registry_run_id=str,
+    train_rows=int,
+    privacy=str,
 ):
     """Train on the training rows (the job's privacy mode) and register the model; its
-    registry URI and digest."""
+    registry URI and digest, and its DP-SGD evidence (JSON, ``null`` unless dp)."""
+    import json
+
     import pandas as pd
 
     from connectors.registry import ModelFlavor
@@ -86,6 +93,7 @@ def train_step(job_json: str, data: dsl.Input[dsl.Dataset]) -> NamedTuple(  # ty
         registered.artifact_digest,
         registered.registry_run_id,
         len(train),
+        json.dumps(trained.privacy),
     )
 
 
@@ -96,7 +104,8 @@ def evaluate_step(
     artifact_digest: str,
     metrics: dsl.Output[dsl.Metrics],
 ) -> str:
-    """Evaluate the registered artifact (digest checked) on the held-out rows; JSON metrics."""
+    """Evaluate the registered artifact (digest checked) on the held-out rows; JSON metrics,
+    held-out rows and the feature columns."""
     import json
 
     import pandas as pd
@@ -112,7 +121,8 @@ def evaluate_step(
     scores = evaluate(model, test, job)
     for name, value in scores.items():
         metrics.log_metric(name, value)
-    return json.dumps({"metrics": scores, "test_rows": len(test)})
+    features = [column for column in test.columns if column != job.label]
+    return json.dumps({"metrics": scores, "test_rows": len(test), "features": features})
 
 
 def report_step(
@@ -122,9 +132,10 @@ def report_step(
     artifact_digest: str,
     registry_run_id: str,
     train_rows: int,
+    privacy: str,
     evaluation: str,
 ) -> None:
-    """Report the registered version and its evaluation to govplane."""
+    """Report the registered version, its evaluation and DP-SGD evidence to govplane."""
     import json
     import os
 
@@ -140,6 +151,8 @@ def report_step(
         registry_run_id=registry_run_id,
         metrics=scores["metrics"],
         rows={"train": train_rows, "test": scores["test_rows"]},
+        features=scores["features"],
+        privacy=json.loads(privacy),
     )
     report(job, outcome, govplane_url, os.environ[TOKEN_ENV])
 
@@ -170,6 +183,7 @@ def governed_pipeline(config: KfpConfig) -> Any:
             artifact_digest=train.outputs["artifact_digest"],
             registry_run_id=train.outputs["registry_run_id"],
             train_rows=train.outputs["train_rows"],
+            privacy=train.outputs["privacy"],
             evaluation=evaluation.outputs["Output"],
         )
         kubernetes.use_secret_as_env(

@@ -233,16 +233,26 @@ def report_event(job: TrainingJob, outcome: TrainingOutcome) -> dict[str, Any]:
 
 
 def report(job: TrainingJob, outcome: TrainingOutcome, govplane_url: str, token: str) -> None:
-    """Send :func:`report_event` to govplane's OpenLineage endpoint.
+    """Report the outcome to the governed run (govplane registers the version), then send
+    :func:`report_event` to govplane's OpenLineage endpoint.
 
     Raises:
         httpx.HTTPStatusError: govplane did not accept the report.
     """
+    base = govplane_url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"}
+    recorded = httpx.post(
+        f"{base}/api/v1/runs/{job.run_id}/report",
+        json=outcome.as_outputs(),
+        headers=headers,
+        timeout=30,
+    )
+    recorded.raise_for_status()
     response = httpx.post(
-        f"{govplane_url.rstrip('/')}/api/v1/lineage",
+        f"{base}/api/v1/lineage",
         json=report_event(job, outcome),
         params={"domain": job.domain},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=headers,
         timeout=30,
     )
     response.raise_for_status()

@@ -17,7 +17,7 @@ from control_plane.authorization import Authorization, Caller, Guard
 from control_plane.errors import UnauthenticatedError
 from control_plane.identity.oidc import InvalidTokenError, OidcVerifier
 from control_plane.identity.tokens import TOKEN_PREFIX, principal_for_token
-from control_plane.lineage import LineageDeliverer, LineageWriter
+from control_plane.lineage import LineageDeliverer, LineageRecorder, LineageWriter
 from control_plane.principals import principal_for_oidc_subject
 from control_plane.privacy_ledger import PrivacyLedger
 from control_plane.runs import RunEngine, RunWorker
@@ -38,6 +38,7 @@ class Services:
     oidc: OidcVerifier | None
     audit: AuditLog
     lineage_writer: LineageWriter
+    lineage_recorder: LineageRecorder
     lineage_deliverer: LineageDeliverer | None
     privacy_ledger: PrivacyLedger
     lake: Lake

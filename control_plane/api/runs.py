@@ -11,6 +11,7 @@ from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors.training import TrainingOutcome
 from control_plane.api.deps import GuardDep, ServicesDep
 from control_plane.api.fields import PathKey, RequestModel, ResponseModel
 from control_plane.api.pagination import Cursor, Limit, Page, fetch_page
@@ -18,6 +19,8 @@ from control_plane.authorization import Guard
 from control_plane.errors import NotFoundError
 from control_plane.runs import RunKind, RunState, RunSubmission
 from control_plane.runs.evidence import ARTIFACT_NAME, run_artifact, run_artifacts
+from control_plane.runs.train import accept_report
+from control_plane.store import utcnow
 from control_plane.store.models import EvidenceArtifact, GateResultRow, Run, RunTransition
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -161,6 +164,19 @@ def _readable_run(session: Session, guard: Guard, run_id: str) -> Run:
 def get(run_id: PathKey, services: ServicesDep, guard: GuardDep) -> RunDetail:
     with services.db.session() as session:
         return run_detail(session, _readable_run(session, guard, run_id))
+
+
+@router.post("/{run_id}/report")
+def report(
+    run_id: PathKey, body: TrainingOutcome, services: ServicesDep, guard: GuardDep
+) -> RunDetail:
+    """The report of a train run's pipeline (Kubeflow), once: the version it registered becomes
+    the model's next inventory version, its evidence naming the pipeline's run. Needs
+    ``report`` on the run."""
+    with services.db.session(write=True) as session:
+        run = accept_report(session, services.audit, guard, run_id, body)
+        services.lineage_recorder.record_outputs(session, run, utcnow())
+        return run_detail(session, run)
 
 
 @router.get("/{run_id}/evidence")

@@ -8,6 +8,7 @@ waiting for approval -> OTHER, succeeded -> COMPLETE, failed or rejected -> FAIL
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from openlineage.client.event_v2 import RunState as EventType
@@ -76,19 +77,36 @@ class LineageRecorder:
         event_type = _event_type(transition)
         if event_type is None:
             return
-        facts = _facts(session, run, transition, event_type)
+        error = None
+        if event_type == EventType.FAIL:
+            error = run.error or f"run {transition.to_state}: {transition.reason}"
+        facts = _facts(session, run, event_type, transition.at, transition.to_state, error)
+        self._write(session, facts)
+
+    def record_outputs(self, session: Session, run: Run, at: datetime) -> None:
+        """An ``OTHER`` event at ``at`` naming what ``run`` produced after it ended (the
+        version its Kubeflow pipeline reported), with the run's inputs."""
+        self._write(session, _facts(session, run, EventType.OTHER, at, run.state, None))
+
+    def _write(self, session: Session, facts: GovernedRunFacts) -> None:
         payload = event_to_dict(build_run_event(facts))
-        self._store.ingest(session, validate_run_event(payload), payload, run.domain, RECORDED_BY)
+        self._store.ingest(session, validate_run_event(payload), payload, facts.domain, RECORDED_BY)
 
 
 def _facts(
-    session: Session, run: Run, transition: RunTransition, event_type: EventType
+    session: Session,
+    run: Run,
+    event_type: EventType,
+    at: datetime,
+    state: str,
+    error: str | None,
 ) -> GovernedRunFacts:
     target = _asset(session, run.target, run.params.get("version"))
     # A federated run learns which sites take part only as it runs (sites its policy excludes,
-    # sites lost before contributing): it names its inputs when it ends, and then those it used.
-    if run.kind == RunKind.FEDERATED_TRAIN and event_type not in _ENDING:
-        used = []
+    # sites lost before contributing): it names its inputs when it ends, and then only those
+    # whose site contributed an update, failed or not; a run refused before training, none.
+    if run.kind == RunKind.FEDERATED_TRAIN:
+        used = run.outputs.get("inputs_used", []) if event_type in _ENDING else []
     else:
         used = run.outputs.get("inputs_used", run.inputs)
     inputs = [_asset(session, ref, None) for ref in used]
@@ -107,18 +125,15 @@ def _facts(
         select(GateResultRow).where(GateResultRow.run_id == run.id).order_by(GateResultRow.position)
     )
     approval = session.scalars(select(Approval).where(Approval.run_id == run.id)).first()
-    error = None
-    if event_type == EventType.FAIL:
-        error = run.error or f"run {transition.to_state}: {transition.reason}"
     return GovernedRunFacts(
         run_id=run.id,
         event_type=event_type,
-        event_time=transition.at,
+        event_time=at,
         job_namespace=job_namespace(run.domain),
         job_name=job_name(run.kind, run.target),
         run_kind=run.kind,
         domain=run.domain,
-        state=transition.to_state,
+        state=state,
         submitted_by=run.submitted_by,
         bundle_version=run.bundle_version,
         inputs=[asset for asset in inputs if asset is not None],

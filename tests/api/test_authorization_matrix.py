@@ -17,6 +17,7 @@ admin reaches the admin routes; a client cannot set server-owned fields (mass as
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,9 +32,10 @@ from httpx import Response
 from control_plane.app import create_app
 from control_plane.bootstrap import initialize
 from control_plane.maturity import RUBRICS
-from control_plane.runs import RunKind
+from control_plane.runs import RunKind, RunState
+from control_plane.runs.train import Handover
 from control_plane.settings import Settings
-from control_plane.store.models import Deployment, ModelVersion
+from control_plane.store.models import Dataset, Deployment, ModelVersion, Run
 from policies import (
     DEFAULT_BUNDLE_DIR,
     AuthzRequest,
@@ -175,6 +177,34 @@ def _reservation(cell: Cell, world: World, verb: str) -> tuple[str, dict[str, An
     path = f"/api/v1/privacy/budgets/{cell.objects.dataset_id}/reservations/{run_id}/{verb}"
     spend = {"epsilon": 0.005, "delta": 1e-9, "accountant": "rdp"}
     return path, spend if verb == "commit" else None
+
+
+_REGISTRY_VERSIONS = itertools.count(1000)
+
+
+def _report(cell: Cell, world: World) -> tuple[str, dict[str, Any]]:
+    """A fresh train run of the cell's model as govplane leaves it once Kubeflow took its job,
+    and the pipeline's report of the version it registered."""
+    run_id = _fresh_run(cell, world)
+    services = world.client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session(write=True) as session:
+        run = session.get_one(Run, run_id)
+        dataset = session.get_one(Dataset, cell.objects.dataset_id)
+        assert dataset.snapshot_id is not None
+        job = Handover(
+            "kfp", f"kfp-{run_id}", cell.objects.model, dataset.id, dataset.snapshot_id, None
+        )
+        run.state = RunState.SUCCEEDED
+        run.params = {"label": "x", "positive_label": "1"}
+        run.outputs = job.as_outputs()
+    outcome = {
+        "model_uri": f"models:/{cell.objects.model}/{next(_REGISTRY_VERSIONS)}",
+        "artifact_digest": "sha256:" + "ab" * 32,
+        "registry_run_id": "f" * 32,
+        "metrics": {"accuracy": 0.9},
+        "rows": {"train": 2, "test": 1},
+    }
+    return f"/api/v1/runs/{run_id}/report", outcome
 
 
 PROMOTER = "ml-engineer.all"
@@ -374,6 +404,12 @@ ROUTES = (
         lambda c, w: [_dataset(c)],
         lambda c, w: (f"/api/v1/datasets/{c.objects.dataset_id}/preview", None),
     ),
+    Route(
+        "GET",
+        "/api/v1/datasets/{dataset_id}/snapshots",
+        lambda c, w: [_dataset(c)],
+        lambda c, w: (f"/api/v1/datasets/{c.objects.dataset_id}/snapshots", None),
+    ),
     _creation("model", {"risk_tier": "medium"}, {"intended_use": "scoring"}),
     Route(
         "GET",
@@ -463,6 +499,12 @@ ROUTES = (
         "/api/v1/runs/{run_id}",
         lambda c, w: [Need("read", f"run:{c.objects.run_id}", c.objects.domain)],
         lambda c, w: (f"/api/v1/runs/{c.objects.run_id}", None),
+    ),
+    Route(
+        "POST",
+        "/api/v1/runs/{run_id}/report",
+        lambda c, w: [Need("report", f"run:{c.objects.run_id}", c.objects.domain)],
+        lambda c, w: _report(c, w),
     ),
     Route(
         "GET",

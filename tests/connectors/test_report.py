@@ -1,4 +1,4 @@
-"""The pipeline's report back: an OpenLineage event govplane's own endpoint accepts."""
+"""The pipeline's report back: its outcome to the run, and an OpenLineage event govplane accepts."""
 
 from __future__ import annotations
 
@@ -54,14 +54,14 @@ def test_report_event_refuses_an_outcome_without_a_registry_uri() -> None:
         report_event(JOB, OUTCOME.model_copy(update={"model_uri": "/srv/model.pkl"}))
 
 
-def test_report_reaches_a_running_govplane(tmp_path: Path) -> None:
+def test_a_running_govplane_refuses_a_report_it_cannot_place(tmp_path: Path) -> None:
     # Given a running govplane and its admin token
     data_dir = tmp_path / "data"
     token = initialize(Settings(data_dir=data_dir)).admin_token
     with govplane_serve(data_dir) as url:
-        # When the pipeline's report step sends its outcome
-        report(JOB, OUTCOME, url, token)
-        # Then govplane holds the pipeline job under the governed run's domain
+        # Then a report on a run it does not know is refused, before any lineage is written
+        with pytest.raises(httpx.HTTPStatusError, match="404"):
+            report(JOB, OUTCOME, url, token)
         node = "job:govplane.retail:train.model.adult-income.pipeline"
         graph = httpx.get(
             f"{url}/api/v1/lineage/graph",
@@ -71,5 +71,4 @@ def test_report_reaches_a_running_govplane(tmp_path: Path) -> None:
         # And a report with a wrong token is refused
         with pytest.raises(httpx.HTTPStatusError, match="401"):
             report(JOB, OUTCOME, url, "not-a-token")
-    assert graph.status_code == 200, graph.text
-    assert node in {n["id"] for n in graph.json()["nodes"]}
+    assert graph.status_code == 404, graph.text

@@ -45,12 +45,14 @@ PROFILE = PROFILES[os.environ.get("GOVPLANE_FUZZ", "fast")]
 # has no executor for, an asset reference of an unknown type; a RunEvent or an ``as_of`` whose
 # date is not in the calendar, a malformed columnLineage facet; a proof of records or a tree
 # larger than the log is now, or between a larger first tree and a smaller second one; a
-# reservation the budget cannot cover or one that is not open; an upload body that is not an
-# Arrow IPC stream; a decision or revocation on an approval that is closed (409).
+# reservation the budget cannot cover or one that is not open; a training report that names
+# another model than its run's; an upload body that is not an Arrow IPC stream; a decision or
+# revocation on an approval that is closed (409).
 SEMANTIC_VALIDATION = [
     ("POST", "/api/v1/policies"),
     ("POST", "/api/v1/principals"),
     ("POST", "/api/v1/runs"),
+    ("POST", "/api/v1/runs/{run_id}/report"),
     ("POST", "/api/v1/datasets/{dataset_id}/uploads"),
     ("POST", "/api/v1/datasets/{dataset_id}/uploads/{upload_id}"),
     ("POST", "/api/v1/lineage"),

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from opacus.accountants import RDPAccountant
@@ -19,56 +18,16 @@ from control_plane.app import create_app
 from control_plane.connectors import ensure_model_registry, model_registry
 from control_plane.sample_data import ADULT_SENSITIVE, read_adult
 from control_plane.settings import Settings
-from tests.conftest import as_caller, drain, principal_token
+from tests.conftest import as_caller, principal_token
+from tests.runs.plane import Plane
 
 ROWS = 2000
 TRAIN = {"label": "income", "positive_label": ">50K"}
 
 
 @dataclass
-class Plane:
-    """A control plane with the real executors, a data owner and a data scientist."""
-
-    client: TestClient
-    settings: Settings
-    owner: dict[str, str]
-    scientist: dict[str, str]
-
-    def dataset(self, name: str, table: pa.Table, classification: str, **extra: Any) -> str:
-        """Register ``name`` and ingest ``table`` into the lake; the dataset id."""
-        registered = self.client.post(
-            "/api/v1/datasets",
-            json={"name": name, "domain": "retail", "classification": classification, **extra},
-            headers=self.owner,
-        )
-        assert registered.status_code == 201, registered.text
-        pq.write_table(table, self.settings.source_roots[0] / f"{name}.parquet")
-        ingested = self.run("ingest", f"dataset:{name}", {"source": {"path": f"{name}.parquet"}})
-        assert ingested["state"] == "succeeded", ingested["error"]
-        dataset_id: str = registered.json()["id"]
-        return dataset_id
-
-    def model(self, name: str) -> None:
-        created = self.client.post(
-            "/api/v1/models",
-            json={"name": name, "domain": "retail", "risk_tier": "low", "intended_use": "tests"},
-            headers=self.scientist,
-        )
-        assert created.status_code == 201, created.text
-
-    def run(
-        self, kind: str, target: str, params: dict[str, Any], inputs: list[str] | None = None
-    ) -> dict[str, Any]:
-        """Submit a run as the scientist (ingest: as the owner), process it, return it."""
-        submitted = self.client.post(
-            "/api/v1/runs",
-            json={"kind": kind, "target": target, "inputs": inputs or [], "params": params},
-            headers=self.owner if kind == "ingest" else self.scientist,
-        )
-        assert submitted.status_code == 202, submitted.text
-        drain(self.client)
-        run: dict[str, Any] = self.client.get(f"/api/v1/runs/{submitted.json()['id']}").json()
-        return run
+class TrainPlane(Plane):
+    """A control plane training through the local runner."""
 
     def train(self, model: str, dataset: str, **params: Any) -> dict[str, Any]:
         return self.run("train", f"model:{model}", {**TRAIN, **params}, [f"dataset:{dataset}"])
@@ -88,7 +47,7 @@ class Plane:
 
 
 @pytest.fixture
-def plane(settings: Settings, admin_token: str) -> Iterator[Plane]:
+def plane(settings: Settings, admin_token: str) -> Iterator[TrainPlane]:
     ensure_model_registry(settings)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {admin_token}"
@@ -96,7 +55,13 @@ def plane(settings: Settings, admin_token: str) -> Iterator[Plane]:
         scientist = principal_token(
             client, "dana", [("data_scientist", "retail")], {"clearance": "confidential"}
         )
-        yield Plane(client, settings, as_caller(client, owner), as_caller(client, scientist))
+        yield TrainPlane(
+            client,
+            client.app.state.services,  # type: ignore[attr-defined]
+            settings,
+            as_caller(client, owner),
+            as_caller(client, scientist),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +70,16 @@ def adult() -> pa.Table:
 
 
 def test_plain_train_registers_a_version_with_its_training_evidence(
-    plane: Plane, adult: pa.Table
+    plane: TrainPlane, adult: pa.Table
 ) -> None:
-    # Given Adult without its sensitive columns ingested as public data, and a model
+    # Given Adult without its sensitive columns ingested as public data (under a name with a
+    # hyphen, which its lake table keeps), and a model
     public = adult.drop_columns(list(ADULT_SENSITIVE))
-    dataset_id = plane.dataset("census", public, "public")
+    dataset_id = plane.dataset("us-census", public, "public")
     snapshot_id = plane.client.get(f"/api/v1/datasets/{dataset_id}").json()["snapshot_id"]
     plane.model("income")
     # When a plain train run is processed
-    run = plane.train("income", "census", privacy_mode="plain", seed=3)
+    run = plane.train("income", "us-census", privacy_mode="plain", seed=3)
     # Then it succeeds with the privacy_mode gate passed, and version 1 holds the evidence
     assert run["state"] == "succeeded", run["error"]
     assert [(g["gate"], g["status"]) for g in run["gates"]] == [("privacy_mode", "pass")]
@@ -121,6 +87,8 @@ def test_plain_train_registers_a_version_with_its_training_evidence(
     training = version["evidence"]["training"]
     assert training == {
         "run_id": run["id"],
+        "orchestrator": "local",
+        "external_id": run["outputs"]["external_id"],
         "dataset_ids": [dataset_id],
         "snapshot_ids": {dataset_id: snapshot_id},
         "label": "income",
@@ -151,13 +119,13 @@ def test_plain_train_registers_a_version_with_its_training_evidence(
     assert event["payload"]["model_version"] == 1
     graph = plane.client.get(
         "/api/v1/lineage/graph",
-        params={"node": "dataset:govplane://datasets:census", "direction": "downstream"},
+        params={"node": "dataset:govplane://datasets:us-census", "direction": "downstream"},
     ).json()
     assert "model:income:1" in {n["id"] for n in graph["nodes"]}
 
 
 def test_dp_train_commits_the_epsilon_of_opacus_accountant_and_budget_exhaustion_refuses(
-    plane: Plane, adult: pa.Table
+    plane: TrainPlane, adult: pa.Table
 ) -> None:
     # Given confidential Adult with its own budget of epsilon 5, and a model
     dataset_id = plane.dataset(
@@ -179,7 +147,10 @@ def test_dp_train_commits_the_epsilon_of_opacus_accountant_and_budget_exhaustion
     assert privacy["epsilon"] == pytest.approx(expected, abs=1e-6)
     assert privacy["epsilon"] <= 3.0
     assert (privacy["delta"], privacy["accountant"]) == (1e-6, "rdp")
-    assert privacy["grad_sample_mode"] == "ghost"
+    assert privacy["grad_sample_mode"] == "ghost-bookkeeping"
+    # And, as in production by default, its sampling and noise came from the kernel's CSPRNG
+    assert dp_sgd["secure_rng"] is True
+    assert dp_sgd["rng"].startswith("os.urandom")
     # The steps are those of Poisson sampling over the training rows (20 % held out)
     assert dp_sgd["sample_rate"] == pytest.approx(1 / 13)  # ceil(1600 / 128) batches
     assert dp_sgd["steps"] == 13
@@ -202,7 +173,7 @@ def test_dp_train_commits_the_epsilon_of_opacus_accountant_and_budget_exhaustion
 
 @pytest.mark.parametrize("classification", ["confidential", "restricted"])
 def test_plain_train_on_protected_data_is_refused_by_the_gate_before_any_read(
-    plane: Plane, adult: pa.Table, classification: str
+    plane: TrainPlane, adult: pa.Table, classification: str
 ) -> None:
     # Given protected Adult, and a scientist cleared for it
     plane.dataset("adult", adult.slice(0, 500), classification)
@@ -224,7 +195,7 @@ def test_plain_train_on_protected_data_is_refused_by_the_gate_before_any_read(
     assert plane.registered_models() == []
 
 
-def test_he_train_is_refused_before_any_data_is_read(plane: Plane, adult: pa.Table) -> None:
+def test_he_train_is_refused_before_any_data_is_read(plane: TrainPlane, adult: pa.Table) -> None:
     # Given confidential Adult, on which privacy.yaml allows he
     dataset_id = plane.dataset("adult", adult.slice(0, 500), "confidential")
     plane.model("income")
@@ -238,7 +209,7 @@ def test_he_train_is_refused_before_any_data_is_read(plane: Plane, adult: pa.Tab
     assert plane.budget(dataset_id)["entries"] == []
 
 
-def test_a_failing_job_releases_its_reservation(plane: Plane, adult: pa.Table) -> None:
+def test_a_failing_job_releases_its_reservation(plane: TrainPlane, adult: pa.Table) -> None:
     # Given confidential Adult and a dp run whose job fails after it started (no such label)
     dataset_id = plane.dataset("adult", adult.slice(0, 500), "confidential")
     plane.model("income")
@@ -256,7 +227,7 @@ def test_a_failing_job_releases_its_reservation(plane: Plane, adult: pa.Table) -
 
 
 def test_params_are_validated_precisely_before_anything_is_reserved(
-    plane: Plane, adult: pa.Table
+    plane: TrainPlane, adult: pa.Table
 ) -> None:
     # Given public data
     dataset_id = plane.dataset(
@@ -274,7 +245,7 @@ def test_params_are_validated_precisely_before_anything_is_reserved(
 
 
 def test_a_trained_version_is_evaluated_on_the_decisions_it_makes(
-    plane: Plane, adult: pa.Table
+    plane: TrainPlane, adult: pa.Table
 ) -> None:
     # Given a low-risk version trained by a plain train run: it decides whether a row is >50K
     public = adult.drop_columns(list(ADULT_SENSITIVE))
