@@ -99,9 +99,28 @@ class KeyHolder:
         )
         self._context.global_scale = 2.0**self.parameters.global_scale_bits
 
+    @classmethod
+    def load(cls, secret_context: bytes, parameters: CkksParameters | None = None) -> KeyHolder:
+        """A key holder of a context :meth:`secret_context` serialized with ``parameters``.
+
+        Raises:
+            ValueError: the context carries no secret key.
+        """
+        context = ts.context_from(secret_context)
+        if not context.has_secret_key():
+            raise ValueError("the context carries no secret key")
+        holder = cls.__new__(cls)
+        holder.parameters = parameters or CkksParameters()
+        holder._context = context
+        return holder
+
     def public_context(self) -> bytes:
         """The serialized context without the secret key, for the server."""
         return bytes(self._context.serialize(save_secret_key=False))
+
+    def secret_context(self) -> bytes:
+        """The serialized context with the secret key, for the key holders' own storage."""
+        return bytes(self._context.serialize(save_secret_key=True))
 
     def encrypt_vector(self, values: npt.ArrayLike) -> bytes:
         """One packed vector (a statistic or a model update), encrypted and serialized."""
@@ -170,6 +189,11 @@ class EncryptedAggregator:
     def __init__(self, public_context: bytes) -> None:
         self._context = _public(public_context)
 
+    @property
+    def is_public(self) -> bool:
+        """Whether its context is without a secret key: always, as it refuses any other."""
+        return bool(self._context.is_public())
+
     def total(self, contributions: Sequence[bytes]) -> bytes:
         """The encrypted element-wise sum of the contributions."""
         if not contributions:
@@ -182,5 +206,20 @@ class EncryptedAggregator:
 
     def mean(self, contributions: Sequence[bytes]) -> bytes:
         """The encrypted element-wise mean (for averaging model updates)."""
+        return self.weighted_mean(contributions, len(contributions))
+
+    def weighted_mean(
+        self,
+        contributions: Sequence[bytes],
+        total_weight: float,
+        offset: npt.ArrayLike | None = None,
+    ) -> bytes:
+        """The encrypted sum of the contributions (each already multiplied by its weight)
+        divided by ``total_weight``, plus a plaintext ``offset`` (such as DP noise) if given."""
+        if total_weight <= 0:
+            raise ValueError("the total weight must be positive")
         total = ts.ckks_vector_from(self._context, self.total(contributions))
-        return bytes((total * (1.0 / len(contributions))).serialize())
+        mean = total * (1.0 / total_weight)
+        if offset is not None:
+            mean = mean + np.asarray(offset, dtype=np.float64).ravel().tolist()
+        return bytes(mean.serialize())

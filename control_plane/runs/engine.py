@@ -21,7 +21,7 @@ from control_plane.authorization import Guard
 from control_plane.errors import InvalidInputError, NotFoundError
 from control_plane.inventory.assets import resolve_asset
 from control_plane.inventory.versions import promotion_facts
-from control_plane.runs.executors import ExecutionContext, Executor
+from control_plane.runs.executors import ExecutionContext, ExecutionError, Executor
 from control_plane.runs.recording import TransitionRecorder
 from control_plane.runs.states import RunKind, RunState, check_transition
 from control_plane.store import Database, utcnow
@@ -226,17 +226,7 @@ class RunEngine:
             self._finish(session, run, RunState.REJECTED, reason)
 
     def _execute(self, run: Run) -> RunState:
-        context = ExecutionContext(
-            run_id=run.id,
-            kind=RunKind(run.kind),
-            domain=run.domain,
-            target=run.target,
-            inputs=tuple(run.inputs),
-            params=run.params,
-            attributes=run.attributes,
-            submitted_by=run.submitted_by,
-            bundle_version=run.bundle_version,
-        )
+        context = ExecutionContext.of(run)
         try:
             outputs = dict(self._executors[RunKind(run.kind)].execute(context))
         except Exception as exc:
@@ -244,6 +234,8 @@ class RunEngine:
             with self._db.session(write=True) as session:
                 locked = session.get_one(Run, run.id)
                 locked.error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, ExecutionError):
+                    locked.outputs = exc.outputs
                 self._finish(session, locked, RunState.FAILED, "executor failed")
             return RunState.FAILED
         with self._db.session(write=True) as session:

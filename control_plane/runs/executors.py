@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audit import AuditEvent
 from control_plane.runs.states import RunKind
+
+if TYPE_CHECKING:
+    from control_plane.store.models import Run
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,21 @@ class ExecutionContext:
     submitted_by: str
     bundle_version: str
 
+    @classmethod
+    def of(cls, run: Run) -> ExecutionContext:
+        """The context of a stored run."""
+        return cls(
+            run_id=run.id,
+            kind=RunKind(run.kind),
+            domain=run.domain,
+            target=run.target,
+            inputs=tuple(run.inputs),
+            params=run.params,
+            attributes=run.attributes,
+            submitted_by=run.submitted_by,
+            bundle_version=run.bundle_version,
+        )
+
     def audit_event(
         self, action: str, payload: Mapping[str, Any], refused: str | None = None
     ) -> AuditEvent:
@@ -38,6 +56,15 @@ class ExecutionContext:
             run_id=self.run_id,
             payload=payload,
         )
+
+
+class ExecutionError(Exception):
+    """An executor's failure with the outputs of what it did before failing, stored with the
+    failed run (a federated run names the inputs whose data reached it, for its lineage)."""
+
+    def __init__(self, message: str, outputs: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.outputs = dict(outputs or {})
 
 
 class Executor(Protocol):

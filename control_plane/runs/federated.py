@@ -4,10 +4,11 @@ target ``model:NAME``; inputs the site datasets (``dataset:NAME``, each held by 
 
 1. Each input's site applies its local policy (purpose, DP, peers, its operator's decision);
    a site that refuses is excluded, and the exclusion is audited with its reason.
-2. The bundle decides the mechanisms from the data's classification: confidential or
-   restricted data requires SecAgg+ and DP. Too few sites left fails the run before training.
-3. DP spend is reserved on every participating dataset in the privacy ledger; the engine
-   releases it if the run fails.
+2. The mechanisms follow the data's classification: confidential or restricted data requires
+   secure aggregation and DP; a classification whose ``privacy.yaml`` rule sets
+   ``federated_he`` requires homomorphic aggregation (CKKS), which then stands in for SecAgg+:
+   the server sums updates it cannot decrypt. Too few sites left fails the run before training.
+3. DP spend is reserved on every participating dataset in the privacy ledger.
 4. govplane's Flower app runs on the SuperLink (``govplane sites up``): sites train on their own
    lake snapshots; only updates cross process boundaries.
 5. The aggregated model is registered (MLflow, then the inventory) with its training evidence;
@@ -16,11 +17,14 @@ target ``model:NAME``; inputs the site datasets (``dataset:NAME``, each held by 
    site contributed updates to: a site lost before any is charged nothing and its reservation
    is released; one lost after some rounds is charged for those, as its updates are in the
    model. Evidence, provenance and lineage name the contributing datasets only.
+6. A run that fails after training started charges each dataset, as in 5, for the rounds
+   aggregated before it failed (every site received their noised aggregates), and names those
+   datasets for its lineage; the engine releases what is left reserved.
 
 Run parameters::
 
     {"rounds": 3, "local_epochs": 1, "min_sites": 2, "on_site_loss": "continue" | "fail",
-     "secagg": true, "dp": {"epsilon": 2.0, "delta": 1e-6, "clipping_norm": 1.0},
+     "secagg": true, "he": false, "dp": {"epsilon": 2.0, "delta": 1e-6, "clipping_norm": 1.0},
      "purpose": "research", "label": "income", "positive_label": ">50K",
      "numeric": ["age", ...], "categorical": ["workclass", ...]}
 """
@@ -34,17 +38,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connectors.registry import ModelFlavor, ModelRegistry, Provenance
 from control_plane.audit_trail import AuditLog
 from control_plane.inventory.sites import holder_of, site_verdict
 from control_plane.inventory.versions import record_model_version
 from control_plane.privacy_ledger import PrivacyLedger
-from control_plane.runs.executors import ExecutionContext
+from control_plane.runs.executors import ExecutionContext, ExecutionError
 from control_plane.runs.states import RunKind
 from control_plane.settings import Settings
 from control_plane.store import Database
-from control_plane.store.models import Dataset
+from control_plane.store.models import Dataset, PolicyBundleRow
+from policies import PolicyBundle
 from privacy.accounting import Mechanism, StepSegment, epsilon_spent, noise_for_epsilon
 from privacy.federated import (
     DifferentialPrivacy,
@@ -60,7 +66,7 @@ _PROTECTED = ("confidential", "restricted")
 _ACCOUNTANT: Mechanism = "rdp"
 
 
-class FederatedRunError(Exception):
+class FederatedRunError(ExecutionError):
     """The federated run was refused or failed; the message says why."""
 
 
@@ -87,6 +93,7 @@ class FederatedParams(BaseModel):
     min_sites: Annotated[int, Field(ge=1, le=1000)] = 2
     on_site_loss: Literal["continue", "fail"] = "continue"
     secagg: bool | None = None
+    he: bool | None = None
     dp: DpParams | None = None
     purpose: Column | None = None
     privacy_mode: Literal["federated"] = "federated"
@@ -131,7 +138,7 @@ class FederatedTrainExecutor:
         except ValidationError as exc:
             raise FederatedRunError(f"invalid federated_train params: {exc}") from None
         inputs, excluded = self._participants(context, params)
-        secagg, dp = _mechanisms(inputs, params)
+        secagg, he, dp = _mechanisms(inputs, params, self._he_required(context))
         if len(inputs) < params.min_sites:
             raise FederatedRunError(
                 f"{len(inputs)} sites may take part, fewer than min_sites {params.min_sites}"
@@ -157,6 +164,7 @@ class FederatedTrainExecutor:
             min_sites=params.min_sites,
             on_site_loss=params.on_site_loss,
             secagg=secagg,
+            he=he,
             dp=(
                 None
                 if dp is None or noise is None
@@ -176,8 +184,12 @@ class FederatedTrainExecutor:
         )
         rounds = list(outcome.get("rounds", []))  # type: ignore[call-overload]
         if outcome.get("status") != "completed":
-            self._audit_rounds(context, rounds)
-            raise FederatedRunError(f"federated training failed: {outcome.get('error')}")
+            taken_part = _contributions(inputs, rounds)
+            self._settle_failed(context, params, plan, inputs, rounds, taken_part)
+            raise FederatedRunError(
+                f"federated training failed: {outcome.get('error')}",
+                {"inputs_used": [f"dataset:{i.name}" for i in inputs if taken_part[i.site]]},
+            )
         return self._register(context, params, plan, inputs, excluded, outcome, flower_run)
 
     def _participants(
@@ -234,6 +246,13 @@ class FederatedTrainExecutor:
                 )
         return [i for i, _ in candidates if i.site not in excluded], excluded
 
+    def _he_required(self, context: ExecutionContext) -> frozenset[str]:
+        """The classifications whose rule in the run's bundle requires homomorphic aggregation."""
+        with self._db.session() as session:
+            files = session.get_one(PolicyBundleRow, context.bundle_version).files
+        rules = PolicyBundle.from_files(files).privacy.classifications
+        return frozenset(name for name, rule in rules.items() if rule.federated_he)
+
     def _reserve(self, context: ExecutionContext, inputs: list[_Input], dp: DpParams) -> None:
         with self._db.session(write=True) as session:
             for item in inputs:
@@ -246,12 +265,48 @@ class FederatedTrainExecutor:
                     context.submitted_by,
                 )
 
-    def _audit_rounds(self, context: ExecutionContext, rounds: list[Any]) -> None:
-        """The rounds of a failed training, as far as they went."""
-        if not rounds:
-            return
+    def _settle_failed(
+        self,
+        context: ExecutionContext,
+        params: FederatedParams,
+        plan: FederatedPlan,
+        inputs: list[_Input],
+        rounds: list[Any],
+        taken_part: Mapping[str, int],
+    ) -> None:
+        """The rounds of a failed training, as far as they went, and their DP spend: every
+        site received the noised aggregates of those rounds, so each dataset is charged for the
+        rounds its site contributed to (the engine releases the rest)."""
+        spent, _, delta = _spend(plan, params, taken_part)
         with self._db.session(write=True) as session:
             self._trail.append(session, [context.audit_event("federated.round", r) for r in rounds])
+            self._charge(session, context, inputs, taken_part, spent, delta)
+
+    def _charge(
+        self,
+        session: Session,
+        context: ExecutionContext,
+        inputs: list[_Input],
+        taken_part: Mapping[str, int],
+        spent: Mapping[str, float],
+        delta: float | None,
+    ) -> None:
+        """Charge each dataset whose site contributed what it spent; release the others."""
+        if delta is None:
+            return
+        for item in inputs:
+            if taken_part[item.site]:
+                self._ledger.commit(
+                    session,
+                    item.dataset_id,
+                    context.run_id,
+                    spent[item.site],
+                    delta,
+                    _ACCOUNTANT,
+                    context.submitted_by,
+                )
+            else:
+                self._ledger.release(session, item.dataset_id, context.run_id, context.submitted_by)
 
     def _register(
         self,
@@ -269,26 +324,14 @@ class FederatedTrainExecutor:
         weights = [np.asarray(w, dtype=np.float64) for w in outcome["weights"]]
         pipeline = to_pipeline(spec, weights)
         rounds = list(outcome["rounds"])
-        taken_part = {
-            i.site: sum(1 for r in rounds if r["aggregated"] and i.site in r["participants"])
-            for i in inputs
-        }
+        taken_part = _contributions(inputs, rounds)
         contributors = [i for i in inputs if taken_part[i.site]]
         lost = {
             i.site: missed
             for i in inputs
             if (missed := [r["round"] for r in rounds if i.site in r["lost"]])
         }
-        spent: dict[str, float] = {}
-        epsilon = delta = None
-        if plan.dp is not None and params.dp is not None:
-            delta = params.dp.delta
-            noise = plan.dp.noise_multiplier
-            spent = {
-                site: epsilon_spent([StepSegment(noise, 1.0, n)], delta, _ACCOUNTANT) if n else 0.0
-                for site, n in taken_part.items()
-            }
-            epsilon = max(spent.values())
+        spent, epsilon, delta = _spend(plan, params, taken_part)
         model_name = context.target.removeprefix("model:")
         registered = self._registry.register(
             model_name,
@@ -320,6 +363,7 @@ class FederatedTrainExecutor:
                 "grad_sample_mode": None,
                 "epsilon_per_site": {i.site: spent.get(i.site) for i in inputs},
                 "secagg": plan.secagg,
+                "he": outcome.get("he"),
                 "noise_multiplier": plan.dp.noise_multiplier if plan.dp else None,
                 "clipping_norm": plan.dp.clipping_norm if plan.dp else None,
             },
@@ -350,22 +394,7 @@ class FederatedTrainExecutor:
                     ),
                 ],
             )
-            if delta is not None:
-                for item in inputs:
-                    if taken_part[item.site]:
-                        self._ledger.commit(
-                            session,
-                            item.dataset_id,
-                            context.run_id,
-                            spent[item.site],
-                            delta,
-                            _ACCOUNTANT,
-                            context.submitted_by,
-                        )
-                    else:
-                        self._ledger.release(
-                            session, item.dataset_id, context.run_id, context.submitted_by
-                        )
+            self._charge(session, context, inputs, taken_part, spent, delta)
             model_version = version.version
         return {
             "model_version": model_version,
@@ -376,6 +405,7 @@ class FederatedTrainExecutor:
             "lost": lost,
             "inputs_used": [f"dataset:{i.name}" for i in contributors],
             "secagg": plan.secagg,
+            "he": outcome.get("he"),
             "dp": training["privacy"],
             "epsilon_spent": epsilon,
             "delta_spent": delta,
@@ -384,12 +414,46 @@ class FederatedTrainExecutor:
         }
 
 
-def _mechanisms(inputs: list[_Input], params: FederatedParams) -> tuple[bool, DpParams | None]:
-    """SecAgg+ and DP as the classification of the data requires; refuses weaker asks."""
+def _spend(
+    plan: FederatedPlan, params: FederatedParams, taken_part: Mapping[str, int]
+) -> tuple[dict[str, float], float | None, float | None]:
+    """Under DP: the epsilon each site spent (one Gaussian release per round it contributed
+    to), the most any spent, and delta; else nothing."""
+    if plan.dp is None or params.dp is None:
+        return {}, None, None
+    delta, noise = params.dp.delta, plan.dp.noise_multiplier
+    spent = {
+        site: epsilon_spent([StepSegment(noise, 1.0, n)], delta, _ACCOUNTANT) if n else 0.0
+        for site, n in taken_part.items()
+    }
+    return spent, max(spent.values()), delta
+
+
+def _contributions(inputs: list[_Input], rounds: list[Any]) -> dict[str, int]:
+    """For each input's site, the number of aggregated rounds it sent an update to."""
+    return {
+        i.site: sum(1 for r in rounds if r["aggregated"] and i.site in r["participants"])
+        for i in inputs
+    }
+
+
+def _mechanisms(
+    inputs: list[_Input], params: FederatedParams, he_required: frozenset[str]
+) -> tuple[bool, bool, DpParams | None]:
+    """SecAgg+, homomorphic aggregation and DP as the classification of the data requires;
+    refuses weaker asks. Homomorphic aggregation is secure aggregation: it replaces SecAgg+."""
+    needs_he = sorted({i.classification for i in inputs} & he_required)
+    if needs_he and params.he is False:
+        raise FederatedRunError(
+            f"{' and '.join(needs_he)} data requires homomorphic aggregation; the run sets he false"
+        )
+    he = bool(needs_he) or bool(params.he)
+    if he and params.secagg:
+        raise FederatedRunError("homomorphic aggregation replaces SecAgg+; the run sets both")
     protected = sorted({i.classification for i in inputs if i.classification in _PROTECTED})
     if not protected:
-        return bool(params.secagg), params.dp
-    if params.secagg is False:
+        return bool(params.secagg), he, params.dp
+    if params.secagg is False and not he:
         raise FederatedRunError(
             f"{' and '.join(protected)} data requires secure aggregation; the run sets secagg false"
         )
@@ -397,4 +461,4 @@ def _mechanisms(inputs: list[_Input], params: FederatedParams) -> tuple[bool, Dp
         raise FederatedRunError(
             f"{' and '.join(protected)} data requires differential privacy; give params.dp"
         )
-    return True, params.dp
+    return not he, he, params.dp

@@ -15,6 +15,8 @@
         generalize:                          # age bands, truncated postcodes
           age: {band: 10}
           postcode: {keep: 3}
+        federated_he: false                  # true: federated runs aggregate the sites'
+                                             # updates under homomorphic encryption
     detectors:                               # the least classification of a column holding
       email: confidential                    # personal data of this kind
     columns:                                 # the least classification of a column by name;
@@ -101,11 +103,14 @@ class ClassificationRule(Document):
     mask: tuple[ColumnName, ...] = ()
     suppress: tuple[ColumnName, ...] = ()
     generalize: dict[ColumnName, Generalization] = {}
+    federated_he: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ClassificationRule:
         if (self.allowed_modes is None) == (self.required_mode is None):
             raise ValueError("give exactly one of allowed_modes or required_mode")
+        if self.federated_he and "federated" not in self.modes:
+            raise ValueError("federated_he is set but federated is not allowed")
         if self.allowed_modes is not None and not self.allowed_modes:
             raise ValueError("allowed_modes is empty")
         if len(set(self.modes)) != len(self.modes):

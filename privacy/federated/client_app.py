@@ -6,10 +6,17 @@ in it and reads that snapshot from the site's lake. A site that is not in the pl
 discovery with its name only and is never sampled. SecAgg+ masking and DP clipping are Flower's
 own mods, applied when the plan asks for them; both are the legacy (``flwr.client.mod``) mods,
 which read the fit instructions among SecAgg+'s own records.
+
+Under homomorphic aggregation (the plan's ``he``), :func:`ckks_mod` is outermost: it decrypts
+the encrypted global model the server sends, lets the site train (and clip) in the clear, and
+encrypts the site's weighted update under the sites' CKKS key, whose secret the site reads from
+its own key file. It also gives the server the public context at discovery and, asked at the
+end, decrypts the final model.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -22,7 +29,18 @@ from flwr.client import Client, NumPyClient
 from flwr.client.mod import fixedclipping_mod, secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
-from flwr.common import NDArrays, Scalar
+from flwr.common import (
+    Code,
+    GetPropertiesRes,
+    NDArrays,
+    Parameters,
+    Scalar,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.common.constant import MessageTypeLegacy
+from flwr.compat.common import recorddict_compat as compat
 
 from connectors.lake import IcebergLake
 from privacy.federated.model import (
@@ -31,9 +49,26 @@ from privacy.federated.model import (
     evaluate,
     train_locally,
 )
-from privacy.federated.plan import LAKE_DIR, LAKE_NAMESPACE, RUN_CONFIG_KEY, SITE, FederatedPlan
+from privacy.federated.plan import (
+    HE_KEY,
+    HE_PUBLIC_CONTEXT,
+    LAKE_DIR,
+    LAKE_NAMESPACE,
+    RUN_CONFIG_KEY,
+    SITE,
+    FederatedPlan,
+)
+from privacy.he import KeyHolder
 
 SPEC = "feature-spec"
+# Homomorphic aggregation: the tensor type of encrypted parameters (one CKKS vector holding the
+# coefficients then the intercept), the discovery property carrying the public context, and
+# the property names of the final decryption.
+CKKS = "ckks"
+PUBLIC_CONTEXT = "ckks-public-context"
+DECRYPT = "ckks-decrypt"
+WEIGHTS = "weights"
+_PROPERTIES = MessageTypeLegacy.GET_PROPERTIES
 
 
 class SiteClient(NumPyClient):
@@ -134,4 +169,74 @@ def _around(
     return wrapped
 
 
-app = ClientApp(client_fn=_client, mods=[_privacy_mods])
+@cache
+def _key_holder(path: str) -> KeyHolder:
+    return KeyHolder.load(Path(path).read_bytes())
+
+
+@cache
+def _public_context(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def ckks_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Homomorphic aggregation at the site, when the plan asks for it (see the module)."""
+    plan = FederatedPlan.model_validate_json(str(context.run_config[RUN_CONFIG_KEY]))
+    kind = message.metadata.message_type
+    if not plan.he or kind not in (MessageType.TRAIN, MessageType.EVALUATE, _PROPERTIES):
+        return call_next(message, context)
+    keys = _key_holder(str(context.node_config[HE_KEY]))
+    if kind == _PROPERTIES:
+        asked = compat.recorddict_to_getpropertiesins(message.content).config
+        if DECRYPT in asked:
+            weights = _decrypted(keys, asked[DECRYPT], asked[SPEC])
+            answer = GetPropertiesRes(
+                Status(Code.OK, "decrypted"), {WEIGHTS: json.dumps([w.tolist() for w in weights])}
+            )
+            return Message(compat.getpropertiesres_to_recorddict(answer), reply_to=message)
+        reply = call_next(message, context)
+        if reply.has_error():
+            return reply
+        found = compat.recorddict_to_getpropertiesres(reply.content)
+        found.properties[PUBLIC_CONTEXT] = _public_context(
+            str(context.node_config[HE_PUBLIC_CONTEXT])
+        )
+        reply.content = compat.getpropertiesres_to_recorddict(found)
+        return reply
+    if kind == MessageType.EVALUATE:
+        evaluate_ins = compat.recorddict_to_evaluateins(message.content, keep_input=True)
+        evaluate_ins.parameters = _in_clear(keys, evaluate_ins.parameters, evaluate_ins.config)
+        message.content = compat.evaluateins_to_recorddict(evaluate_ins, keep_input=True)
+        return call_next(message, context)
+    fit_ins = compat.recorddict_to_fitins(message.content, keep_input=True)
+    fit_ins.parameters = _in_clear(keys, fit_ins.parameters, fit_ins.config)
+    message.content = compat.fitins_to_recorddict(fit_ins, keep_input=True)
+    reply = call_next(message, context)
+    if reply.has_error():
+        return reply
+    fit_res = compat.recorddict_to_fitres(reply.content, keep_input=True)
+    flat = np.concatenate([w.ravel() for w in parameters_to_ndarrays(fit_res.parameters)])
+    # Weighted here, so that the server's sum of ciphertexts is the weighted sum of updates.
+    fit_res.parameters = Parameters([keys.encrypt_vector(flat * fit_res.num_examples)], CKKS)
+    reply.content = compat.fitres_to_recorddict(fit_res, keep_input=True)
+    return reply
+
+
+def _in_clear(keys: KeyHolder, parameters: Parameters, config: dict[str, Scalar]) -> Parameters:
+    """The parameters decrypted, if the server sent them encrypted (the initial ones are not)."""
+    if parameters.tensor_type != CKKS:
+        return parameters
+    [ciphertext] = parameters.tensors
+    return ndarrays_to_parameters(_decrypted(keys, ciphertext, config[SPEC]))
+
+
+def _decrypted(keys: KeyHolder, ciphertext: Scalar, spec: Scalar) -> list[npt.NDArray[np.float64]]:
+    """The model's coefficients and intercept from one encrypted vector."""
+    width = FeatureSpec.from_json(str(spec)).width
+    if not isinstance(ciphertext, bytes):
+        raise TypeError("the encrypted model must be bytes")
+    flat = keys.decrypt_vector(ciphertext, width + 1)
+    return [flat[:width], flat[width:]]
+
+
+app = ClientApp(client_fn=_client, mods=[ckks_mod, _privacy_mods])

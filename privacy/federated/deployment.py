@@ -8,6 +8,11 @@ SuperLink's certificate and signs with its own key.
 
 Runs are submitted with the ``flwr`` command line (``flwr run``) to the SuperLink's Control
 API, with govplane's Flower app (:data:`FLOWER_APP`) and the run's plan as its run config.
+
+For homomorphic aggregation the sites share one CKKS key: :meth:`Deployment.start` creates it
+and writes it to each site's own directory (``HOME/sites/SITE/ckks.key``), which the site's
+SuperNode names in its node config. The SuperLink and the ServerApp are never told of it; they
+get the public context from the sites.
 """
 
 from __future__ import annotations
@@ -22,7 +27,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from privacy.federated.plan import LAKE_DIR, LAKE_NAMESPACE, RUN_CONFIG_KEY, SITE, FederatedPlan
+from privacy.federated.plan import (
+    HE_KEY,
+    HE_PUBLIC_CONTEXT,
+    LAKE_DIR,
+    LAKE_NAMESPACE,
+    RUN_CONFIG_KEY,
+    SITE,
+    FederatedPlan,
+)
+from privacy.he import KeyHolder
 
 _BIN = Path(sys.executable).parent
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -131,6 +145,7 @@ class Deployment:
         Raises:
             DeploymentError: the SuperLink did not come up, or refused a site's key.
         """
+        self._share_ckks_key()
         self._superlink = self._spawn(
             "superlink", [str(_BIN / "flower-superlink"), *self._superlink_args()]
         )
@@ -154,7 +169,9 @@ class Deployment:
         port = _free_port()
         config = (
             f"{SITE}={json.dumps(node.site)} {LAKE_DIR}={json.dumps(str(node.lake_dir))} "
-            f"{LAKE_NAMESPACE}={json.dumps(node.lake_namespace)}"
+            f"{LAKE_NAMESPACE}={json.dumps(node.lake_namespace)} "
+            f"{HE_KEY}={json.dumps(str(self.ckks_key(node.site)))} "
+            f"{HE_PUBLIC_CONTEXT}={json.dumps(str(self.ckks_key(node.site, '.pub')))}"
         )
         args = [
             str(_BIN / "flower-supernode"),
@@ -177,6 +194,10 @@ class Deployment:
         process = self._supernodes[site]
         process.send_signal(signal.SIGKILL)
         process.wait(10)
+
+    def pid(self, site: str) -> int:
+        """The process id of a site's SuperNode."""
+        return self._supernodes[site].pid
 
     def dead(self) -> list[str]:
         """The sites whose SuperNode has exited (``superlink`` when the SuperLink has)."""
@@ -201,6 +222,26 @@ class Deployment:
                 process.wait(5)
         self._supernodes.clear()
         self._superlink = None
+
+    def ckks_key(self, site: str, suffix: str = ".key") -> Path:
+        """The file of the sites' CKKS secret context in the site's own directory, or with
+        ``suffix`` ``.pub`` the file of its public context."""
+        return self.home / "sites" / site / f"ckks{suffix}"
+
+    def _share_ckks_key(self) -> None:
+        """A new CKKS key for the sites, written with its public context to each site's
+        directory, readable by the owner only."""
+        keys = KeyHolder()
+        files = {".key": keys.secret_context(), ".pub": keys.public_context()}
+        for node in self.sites:
+            for suffix, content in files.items():
+                path = self.ckks_key(node.site, suffix)
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                scratch = path.with_suffix(".partial")
+                descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(descriptor, "wb") as file:
+                    file.write(content)
+                os.replace(scratch, path)
 
     def _superlink_args(self) -> list[str]:
         args = [

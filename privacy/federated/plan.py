@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RUN_CONFIG_KEY = "plan"
 # The node config of a site's SuperNode: which site it is and the lake it reads.
 SITE = "site"
 LAKE_DIR = "lake-dir"
 LAKE_NAMESPACE = "lake-namespace"
+# The file holding the sites' CKKS secret context (homomorphic aggregation), in the site's own
+# directory; the ServerApp never reads it.
+HE_KEY = "he-key"
+# The file of the public context of that key, written with it: every site gives the server the
+# same bytes (serializing a context anew draws fresh randomness).
+HE_PUBLIC_CONTEXT = "he-public-context"
 
 
 class SiteData(BaseModel):
@@ -37,7 +43,10 @@ class DifferentialPrivacy(BaseModel):
 
 
 class FederatedPlan(BaseModel):
-    """One federated training run: who trains on what, how, and with which protections."""
+    """One federated training run: who trains on what, how, and with which protections.
+
+    ``secagg`` masks the updates with SecAgg+; ``he`` instead has every site encrypt its update
+    under the sites' CKKS key, and the server sums ciphertexts it cannot decrypt."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,10 +63,17 @@ class FederatedPlan(BaseModel):
     min_sites: Annotated[int, Field(ge=1)]
     on_site_loss: Literal["continue", "fail"]
     secagg: bool
+    he: bool = False
     dp: DifferentialPrivacy | None
     round_timeout: Annotated[float, Field(gt=0)] = 60.0
     seed: int = 0
     output: str
+
+    @model_validator(mode="after")
+    def _one_secure_aggregation(self) -> FederatedPlan:
+        if self.secagg and self.he:
+            raise ValueError("secure aggregation is SecAgg+ or homomorphic encryption, not both")
+        return self
 
     def aggregation_weight(self, rows: int) -> int:
         """A site's weight in FedAvg: its row count, or 1 under DP. The DP noise is calibrated

@@ -5,21 +5,27 @@
 2. Rounds: Flower's FedAvg over the participating nodes only, wrapped in Flower's client-side
    fixed-clipping DP when the plan asks for DP, with the SecAgg+ fit workflow when it asks for
    secure aggregation, and wrapped outermost in :class:`GovernedStrategy`, which records each
-   round and applies the run's quorum policy.
+   round and applies the run's quorum policy. Under homomorphic aggregation (the plan's ``he``)
+   :class:`EncryptedFedAvg` takes FedAvg's and the DP wrapper's place: it sums the sites'
+   encrypted updates with the public context the sites gave at discovery, and a site decrypts
+   the final model.
 3. The outcome (feature spec, final weights, rounds, or the error) is written as JSON to the
    plan's ``output`` path, which the control plane reads back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import flwr.compat.common.recorddict_compat as compat
-from flwr.app import Context, Message
+import numpy as np
+from flwr.app import Context, Message, RecordDict
 from flwr.common import (
     EvaluateIns,
     EvaluateRes,
@@ -41,10 +47,13 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.server.workflow.secure_aggregation.secaggplus_workflow import WorkflowState
 from flwr.serverapp import Grid, ServerApp
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+from flwr.supercore.run import Run
 
-from privacy.federated.client_app import SPEC
+from privacy.federated.client_app import CKKS, DECRYPT, PUBLIC_CONTEXT, SPEC, WEIGHTS
 from privacy.federated.model import FeatureSpec, SiteStatistics, initial_weights
-from privacy.federated.plan import RUN_CONFIG_KEY, SITE, FederatedPlan
+from privacy.federated.plan import RUN_CONFIG_KEY, SITE, DifferentialPrivacy, FederatedPlan
+from privacy.he import EncryptedAggregator
 
 
 class QuorumLostError(RuntimeError):
@@ -113,6 +122,7 @@ class GovernedStrategy(Strategy):
             "lost": [],
             "aggregated": False,
             "secagg": self._plan.secagg,
+            "he": self._plan.he,
             "dp": None if self._plan.dp is None else self._plan.dp.model_dump(),
         }
         self.rounds.append(record)
@@ -198,6 +208,52 @@ class GovernedStrategy(Strategy):
             )
 
 
+class RoundTimedGrid(Grid):
+    """A grid whose ``send_and_receive`` waits at most ``timeout`` seconds unless told otherwise.
+
+    Flower's default fit and evaluate workflows ignore ``ServerConfig.round_timeout`` and wait
+    for every reply: a site that is alive but does not answer would hold the run until it did.
+    Bounded, the round goes on with the sites that answered in time, and the late site is lost.
+    """
+
+    def __init__(self, grid: Grid, timeout: float) -> None:
+        self._grid = grid
+        self._timeout = timeout
+
+    def set_run(self, run: Run) -> None:
+        self._grid.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        return self._grid.run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self._grid.get_node_ids()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self._grid.send_and_receive(
+            messages, timeout=self._timeout if timeout is None else timeout
+        )
+
+
 class QuorumSecAggPlusWorkflow(SecAggPlusWorkflow):
     """Flower's SecAgg+ fit workflow, surviving a site lost before it shared its key shares.
 
@@ -232,8 +288,64 @@ class QuorumDifferentialPrivacy(DifferentialPrivacyClientSideFixedClipping):
         return super().aggregate_fit(server_round, results, failures)
 
 
-def discover(grid: Grid, plan: FederatedPlan) -> tuple[dict[int, str], list[SiteStatistics]]:
-    """The connected nodes of the plan's sites (node id -> site) and their statistics.
+class EncryptedFedAvg(FedAvg):
+    """FedAvg on updates encrypted under the sites' CKKS key, with the public context only.
+
+    Each site sends its update multiplied by its weight; the new global model is the encrypted
+    sum divided by the total weight. Under DP, the sites clip their updates (Flower's
+    ``fixedclipping_mod``, told the norm here as Flower's DP wrapper would) and the Gaussian
+    noise of Flower's client-side fixed-clipping DP, calibrated to the sites that sent the
+    round's updates, is added to the ciphertext.
+    """
+
+    def __init__(
+        self,
+        aggregator: EncryptedAggregator,
+        size: int,
+        dp: DifferentialPrivacy | None,
+        **fedavg: Any,
+    ) -> None:
+        super().__init__(**fedavg)
+        self._aggregator = aggregator
+        self._size = size
+        self._dp = dp
+
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
+        instructions = super().configure_fit(server_round, parameters, client_manager)
+        if self._dp is not None:
+            for _, fit_ins in instructions:
+                fit_ins.config[KEY_CLIPPING_NORM] = self._dp.clipping_norm
+        return instructions
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        if not results:
+            return None, {}
+        if any(res.parameters.tensor_type != CKKS for _, res in results):
+            raise ValueError("a site sent an update that is not encrypted")
+        noise = None
+        if self._dp is not None:
+            std = self._dp.noise_multiplier * self._dp.clipping_norm / len(results)
+            noise = np.random.default_rng().normal(0.0, std, self._size)
+        mean = self._aggregator.weighted_mean(
+            [res.parameters.tensors[0] for _, res in results],
+            sum(res.num_examples for _, res in results),
+            noise,
+        )
+        return Parameters([mean], CKKS), {}
+
+
+def discover(
+    grid: Grid, plan: FederatedPlan
+) -> tuple[dict[int, str], list[SiteStatistics], dict[str, bytes]]:
+    """The connected nodes of the plan's sites (node id -> site), their statistics, and the
+    CKKS public contexts they gave (under homomorphic aggregation).
 
     Waits up to the plan's round timeout for as many nodes as the plan has sites, then asks
     every connected node who it is.
@@ -248,6 +360,7 @@ def discover(grid: Grid, plan: FederatedPlan) -> tuple[dict[int, str], list[Site
     ]
     sites: dict[int, str] = {}
     statistics: list[SiteStatistics] = []
+    contexts: dict[str, bytes] = {}
     for reply in grid.send_and_receive(messages, timeout=plan.round_timeout):
         if reply.has_error():
             continue
@@ -256,14 +369,51 @@ def discover(grid: Grid, plan: FederatedPlan) -> tuple[dict[int, str], list[Site
         if site in plan.sites and "statistics" in properties and site not in sites.values():
             sites[reply.metadata.src_node_id] = site
             statistics.append(SiteStatistics.from_json(str(properties["statistics"])))
-    return sites, statistics
+            public = properties.get(PUBLIC_CONTEXT)
+            if isinstance(public, bytes):
+                contexts[site] = public
+    return sites, statistics, contexts
+
+
+def encrypted_aggregator(contexts: dict[str, bytes], sites: list[str]) -> EncryptedAggregator:
+    """The aggregator of the one public context every site gave.
+
+    Raises:
+        ValueError: a site gave none, or the sites' contexts differ (they do not share a key).
+        SecretKeyExposureError: a site gave a context with the secret key.
+    """
+    given = {contexts.get(site) for site in sites}
+    if None in given or len(given) != 1:
+        raise ValueError("the sites did not all give the same CKKS public context")
+    [public] = given
+    assert public is not None
+    return EncryptedAggregator(public)
+
+
+def decrypt_at_site(
+    grid: Grid, nodes: list[int], parameters: Parameters, spec: FeatureSpec, timeout: float
+) -> list[np.ndarray[Any, np.dtype[np.float64]]]:
+    """The final model, decrypted by the first of ``nodes`` (key-holding sites) that answers."""
+    config: dict[str, Scalar] = {DECRYPT: parameters.tensors[0], SPEC: spec.to_json()}
+    content = compat.getpropertiesins_to_recorddict(GetPropertiesIns(config))
+    for node in nodes:
+        message = Message(
+            content=content, dst_node_id=node, message_type=MessageTypeLegacy.GET_PROPERTIES
+        )
+        for reply in grid.send_and_receive([message], timeout=timeout):
+            if not reply.has_error():
+                properties = compat.recorddict_to_getpropertiesres(reply.content).properties
+                return [
+                    np.asarray(w, dtype=np.float64) for w in json.loads(str(properties[WEIGHTS]))
+                ]
+    raise QuorumLostError("no site answered to decrypt the final model")
 
 
 def train(
     grid: Grid, context: Context, plan: FederatedPlan, rounds: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Run the plan's rounds, recording each in ``rounds``; returns the outcome to write."""
-    sites, statistics = discover(grid, plan)
+    sites, statistics, contexts = discover(grid, plan)
     missing = sorted(set(plan.sites) - set(sites.values()))
     if missing and plan.on_site_loss == "fail":
         raise QuorumLostError(
@@ -277,20 +427,32 @@ def train(
         )
     spec = FeatureSpec.merge(plan.label, plan.positive_label, statistics)
     config: dict[str, Scalar] = {SPEC: spec.to_json()}
-    inner: Strategy = FedAvg(
-        fraction_fit=1.0,
-        fraction_evaluate=1.0,
-        min_fit_clients=plan.min_sites,
-        min_evaluate_clients=plan.min_sites,
-        min_available_clients=plan.min_sites,
-        initial_parameters=ndarrays_to_parameters(initial_weights(spec)),
-        on_fit_config_fn=lambda rnd: {**config, "server_round": rnd},
-        on_evaluate_config_fn=lambda rnd: {**config, "server_round": rnd},
-    )
-    if plan.dp is not None:
-        inner = QuorumDifferentialPrivacy(
-            inner, plan.dp.noise_multiplier, plan.dp.clipping_norm, len(sites)
-        )
+    fedavg: dict[str, Any] = {
+        "fraction_fit": 1.0,
+        "fraction_evaluate": 1.0,
+        "min_fit_clients": plan.min_sites,
+        "min_evaluate_clients": plan.min_sites,
+        "min_available_clients": plan.min_sites,
+        "initial_parameters": ndarrays_to_parameters(initial_weights(spec)),
+        "on_fit_config_fn": lambda rnd: {**config, "server_round": rnd},
+        "on_evaluate_config_fn": lambda rnd: {**config, "server_round": rnd},
+    }
+    inner: Strategy
+    he: dict[str, Any] | None = None
+    if plan.he:
+        aggregator = encrypted_aggregator(contexts, list(sites.values()))
+        inner = EncryptedFedAvg(aggregator, spec.width + 1, plan.dp, **fedavg)
+        he = {
+            "scheme": "ckks",
+            "public_context_sha256": hashlib.sha256(contexts[sites[min(sites)]]).hexdigest(),
+            "server_context_public": aggregator.is_public,
+        }
+    else:
+        inner = FedAvg(**fedavg)
+        if plan.dp is not None:
+            inner = QuorumDifferentialPrivacy(
+                inner, plan.dp.noise_multiplier, plan.dp.clipping_norm, len(sites)
+            )
     governed = GovernedStrategy(inner, plan, sites, rounds)
     legacy = LegacyContext(
         context,
@@ -308,7 +470,7 @@ def train(
         if plan.secagg
         else None
     )
-    DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
+    DefaultWorkflow(fit_workflow=fit_workflow)(RoundTimedGrid(grid, plan.round_timeout), legacy)
     # A round SecAgg+ abandons (too few sites left to unmask) never reaches aggregation.
     abandoned = [r["round"] for r in rounds if not r["aggregated"]]
     if abandoned and plan.on_site_loss == "fail":
@@ -321,9 +483,13 @@ def train(
             f"no round was aggregated with the quorum of {plan.min_sites} sites: the model did "
             "not train"
         )
-    weights = parameters_to_ndarrays(
-        compat.arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], True)
-    )
+    final = compat.arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], True)
+    if final.tensor_type == CKKS:
+        connected = set(grid.get_node_ids())
+        nodes = [node for node in sorted(sites) if node in connected]
+        weights = decrypt_at_site(grid, nodes, final, spec, plan.round_timeout)
+    else:
+        weights = parameters_to_ndarrays(final)
     return {
         "status": "completed",
         "spec": json.loads(spec.to_json()),
@@ -331,6 +497,7 @@ def train(
         "participants": sorted(sites.values()),
         "not_connected": missing,
         "rounds": rounds,
+        "he": he,
     }
 
 

@@ -3,6 +3,8 @@ partitions in its lake, and a real Flower deployment (SuperLink and SuperNode pr
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +122,17 @@ def adult_partition(rows: int, workclasses: tuple[str, ...], sensitive: bool) ->
     if not sensitive:
         frame = frame.drop(columns=["sex", "race", "native-country"])
     return frame.drop_duplicates().reset_index(drop=True)
+
+
+def asked_to_train(deployment: Deployment, site: str, in_round: int, done: threading.Event) -> bool:
+    """Wait until the site's SuperNode log shows a training message of ``in_round``; false if
+    ``done`` is set first."""
+    log = deployment.home / "logs" / f"supernode-{site}.log"
+    asked = re.compile(rf"ROUND {in_round}\][^\n]*\n[^\n]*Receiving: train message")
+    while not done.wait(0.5):
+        if log.exists() and asked.search(log.read_text(errors="replace")):
+            return True
+    return False
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ scikit-learn logistic regression fitted on the union of the sites' rows.
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from typing import Any
@@ -26,7 +25,7 @@ from control_plane.sample_data import ADULT_SITE_NUMERIC as NUMERIC
 from control_plane.sample_data import ADULT_WORKCLASS_SITES as WORKCLASS_SITES
 from control_plane.store.models import LineageEvent
 from privacy.federated import Deployment, FeatureSpec, SiteStatistics
-from tests.federated.conftest import Federation, adult_partition
+from tests.federated.conftest import Federation, adult_partition, asked_to_train
 
 ACCURACY_MARGIN = 0.03
 
@@ -126,12 +125,8 @@ def _kill_when_training(
     deployment: Deployment, site: str, done: threading.Event, in_round: int
 ) -> None:
     """Kill the site's SuperNode as soon as its log shows a training message of ``in_round``."""
-    log = deployment.home / "logs" / f"supernode-{site}.log"
-    asked = re.compile(rf"ROUND {in_round}\][^\n]*\n[^\n]*Receiving: train message")
-    while not done.wait(0.5):
-        if log.exists() and asked.search(log.read_text(errors="replace")):
-            deployment.kill(site)
-            return
+    if asked_to_train(deployment, site, in_round, done):
+        deployment.kill(site)
 
 
 def _train_losing_sites(
@@ -199,6 +194,9 @@ def test_a_run_that_loses_sites_its_policy_cannot_spare_fails_and_spends_nothing
         assert budget["epsilon"]["spent"] == 0.0
         assert budget["epsilon"]["reserved"] == 0.0
         assert [e["state"] for e in budget["entries"]] == ["released"]
+    # And no round was aggregated: the lineage event that fails the run names no input
+    assert run["outputs"] == {"inputs_used": []}
+    assert _lineage_inputs(federation, run["id"], "FAIL") == []
 
 
 @pytest.mark.timeout(1500)
@@ -240,15 +238,7 @@ def test_a_supernode_killed_mid_run_is_survived_by_a_run_whose_policy_is_to_cont
     training = version["evidence"]["training"]
     assert sorted(training["sites"]) == survivors
     assert training["lost"] == {victim: [1, 2]}
-    services = federation.client.app.state.services  # type: ignore[attr-defined]
-    with services.db.session() as session:
-        completed = session.scalars(
-            select(LineageEvent.payload).where(
-                LineageEvent.run_id == str(uuid.UUID(run["id"])),
-                LineageEvent.event_type == "COMPLETE",
-            )
-        ).one()
-    assert sorted(d["name"] for d in completed["inputs"]) == [f"{s}-data" for s in survivors]
+    assert _lineage_inputs(federation, run["id"], "COMPLETE") == [f"{s}-data" for s in survivors]
     upstream = _upstream(federation, "model:income-quorum:1")
     assert {f"dataset:govplane://datasets:{s}-data" for s in survivors} <= upstream
     assert f"dataset:govplane://datasets:{victim}-data" not in upstream
@@ -292,6 +282,51 @@ def test_a_site_lost_after_contributing_is_charged_for_the_rounds_it_contributed
     # And the lost site's dataset is upstream of the model: its round 1 update is in it
     upstream = _upstream(federation, "model:income-partial:1")
     assert {f"dataset:govplane://datasets:{s}-data" for s in sites} <= upstream
+
+
+def test_a_run_failing_after_a_round_is_charged_for_that_round(federation: Federation) -> None:
+    # Given three confidential sites, when a run whose policy is to fail on a lost site loses a
+    # SuperNode as round 2 starts, after round 1 was aggregated and sent to every site
+    victim = "self-employed"
+    run = _train_losing_sites(federation, "income-half", "fail", [victim], in_round=2)
+    # Then it fails, registers no version, and names every site's dataset for its lineage
+    assert run["state"] == "failed"
+    assert "fail on a lost site" in run["error"]
+    assert federation.client.get("/api/v1/models/income-half/versions/1").status_code == 404
+    assert _lineage_inputs(federation, run["id"], "FAIL") == sorted(
+        f"{site}-data" for site in WORKCLASS_SITES
+    )
+    # And each dataset is charged one release of the Gaussian mechanism, as opacus's RDP
+    # accountant gives it: the round 1 aggregate was noised and every site received it
+    rounds = {
+        e["payload"]["round"]: e["payload"]
+        for e in federation.client.get(
+            "/api/v1/audit/events", params={"action": "federated.round"}
+        ).json()["items"]
+    }
+    first = rounds[1]
+    assert first["aggregated"]
+    assert not rounds[2]["aggregated"]
+    for site in WORKCLASS_SITES:
+        budget = _budget(federation, site)
+        assert [e["state"] for e in budget["entries"]] == ["committed"]
+        assert budget["epsilon"]["reserved"] == 0.0
+        accountant = RDPAccountant()
+        accountant.history = [(first["dp"]["noise_multiplier"], 1.0, 1)]
+        assert budget["epsilon"]["spent"] == pytest.approx(accountant.get_epsilon(delta=1e-6))
+
+
+def _lineage_inputs(federation: Federation, run_id: str, event_type: str) -> list[str]:
+    """The names of the datasets the run's lineage event of ``event_type`` reads."""
+    services = federation.client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session() as session:
+        event = session.scalars(
+            select(LineageEvent.payload).where(
+                LineageEvent.run_id == str(uuid.UUID(run_id)),
+                LineageEvent.event_type == event_type,
+            )
+        ).one()
+    return sorted(d["name"] for d in event["inputs"])
 
 
 def _budget(federation: Federation, site: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from control_plane.app import create_app
-from control_plane.runs import ExecutionContext, RunKind
+from control_plane.runs import ExecutionContext, ExecutionError, RunKind
 from control_plane.settings import Settings
 from control_plane.store.models import LineageEvent
 from lineage import validate_run_event
@@ -41,14 +41,35 @@ class Deployer:
         return {"deployment": "credit-prod"}
 
 
+class FederatedTrainer:
+    """A real executor of federated runs that fails after the sites of ``contributed`` sent
+    updates, as a run losing its quorum does."""
+
+    kind = RunKind.FEDERATED_TRAIN
+
+    def __init__(self) -> None:
+        self.contributed: list[str] = []
+
+    def execute(self, context: ExecutionContext) -> Mapping[str, Any]:
+        raise ExecutionError("quorum lost", {"inputs_used": self.contributed})
+
+
 @pytest.fixture
 def trainer() -> Trainer:
     return Trainer()
 
 
 @pytest.fixture
-def governed(settings: Settings, admin_token: str, trainer: Trainer) -> Iterator[TestClient]:
-    app = create_app(settings, {RunKind.TRAIN: trainer, RunKind.DEPLOY: Deployer()})
+def federated() -> FederatedTrainer:
+    return FederatedTrainer()
+
+
+@pytest.fixture
+def governed(
+    settings: Settings, admin_token: str, trainer: Trainer, federated: FederatedTrainer
+) -> Iterator[TestClient]:
+    executors = {RunKind.TRAIN: trainer, RunKind.DEPLOY: Deployer(), federated.kind: federated}
+    app = create_app(settings, executors)
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {admin_token}"
         assert client.post(
@@ -181,3 +202,31 @@ def test_a_failed_run_emits_fail_with_the_error(governed: TestClient, trainer: T
     assert error["message"] == "RuntimeError: out of memory"
     assert error["programmingLanguage"] == "PYTHON"
     assert "ErrorMessageRunFacet" in error["_schemaURL"]
+
+
+@pytest.mark.parametrize("contributed", [[], ["dataset:adult"]], ids=["none", "one"])
+def test_a_failed_federated_run_names_only_the_inputs_that_contributed(
+    governed: TestClient, federated: FederatedTrainer, contributed: list[str]
+) -> None:
+    # Given a second dataset, and a federated run on both whose sites' updates reached it from
+    # ``contributed`` only before it failed
+    assert governed.post(
+        "/api/v1/datasets",
+        json={"name": "census", "domain": "retail", "classification": "internal"},
+    ).is_success
+    federated.contributed = contributed
+    run = governed.post(
+        "/api/v1/runs",
+        json={
+            "kind": "federated_train",
+            "target": "model:credit",
+            "inputs": ["dataset:adult", "dataset:census"],
+        },
+    ).json()
+    drain(governed)
+    # Then its FAIL event names those inputs only, and its START none
+    events = _events(governed, run["id"])
+    assert [e["eventType"] for e in events] == ["START", "FAIL"]
+    assert events[0]["inputs"] == []
+    assert [d["name"] for d in events[1]["inputs"]] == [r.split(":")[1] for r in contributed]
+    assert events[1]["run"]["facets"]["errorMessage"]["message"] == "ExecutionError: quorum lost"

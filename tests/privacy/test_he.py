@@ -81,6 +81,25 @@ def test_encrypted_aggregation_of_model_updates(key_holder: KeyHolder) -> None:
     assert np.abs(mean - updates.mean(axis=0)).max() < 1e-5
 
 
+def test_a_weighted_mean_with_noise_decrypts_with_the_stored_key(key_holder: KeyHolder) -> None:
+    # Given sites that stored the key holder's secret context, and each sent its update
+    # multiplied by its weight
+    rng = np.random.default_rng(11)
+    updates, noise = rng.normal(size=(3, 50)), rng.normal(size=50)
+    weights = np.array([120, 30, 850])
+    site = KeyHolder.load(key_holder.secret_context())
+    encrypted = [site.encrypt_vector(u * w) for u, w in zip(updates, weights, strict=True)]
+    # When the server divides their encrypted sum by the total weight and adds the noise
+    aggregator = EncryptedAggregator(key_holder.public_context())
+    mean = aggregator.weighted_mean(encrypted, float(weights.sum()), noise)
+    # Then any key holder reads numpy's weighted average plus the noise
+    expected = np.average(updates, axis=0, weights=weights) + noise
+    assert np.abs(key_holder.decrypt_vector(mean, 50) - expected).max() < 1e-5
+    # And a public context is no key to load
+    with pytest.raises(ValueError, match="no secret key"):
+        KeyHolder.load(key_holder.public_context())
+
+
 @pytest.mark.parametrize(
     ("degree", "moduli"),
     [(8192, (60, 60, 60, 60)), (4096, (60, 40, 60)), (2048, (20, 20, 20)), (3000, (30, 30, 30))],
