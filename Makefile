@@ -39,8 +39,9 @@ test: lint typecheck chromium
 fuzz: install
 	GOVPLANE_FUZZ=long $(BIN)/pytest tests/fuzz -o timeout=3600
 
+# `make bench BENCH="lineage training"` re-runs only those and keeps the others' rows.
 bench: install
-	$(BIN)/python bench
+	$(BIN)/python bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .mypy_cache .pytest_cache .ruff_cache

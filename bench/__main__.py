@@ -3,7 +3,8 @@
 Each script follows ``bench/README.md``: run with ``--json``, it prints its rows as a JSON array
 on the last line of standard output. The table goes to ``bench/results.md`` and
 ``bench/results.json`` and replaces the marked section of the project README, with the machine
-it ran on.
+and time each bench ran at. ``python bench NAME ...`` (``make bench BENCH="NAME ..."``) runs only
+those and keeps the other benches' rows from ``bench/results.json``.
 """
 
 from __future__ import annotations
@@ -69,11 +70,17 @@ def _number(value: float | None) -> str:
     return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.2g}"
 
 
-def markdown(rows: list[dict[str, Any]], host: dict[str, Any]) -> str:
-    """The table, with the machine it ran on."""
-    lines = [
-        f"Ran {host['date']} on {host['nproc']} cores of {host['cpu']} (load average "
-        f"{host['load']} when it ended), Python {host['python']}.",
+def markdown(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> str:
+    """The table, with the machine and time each bench ran at."""
+    by_host: dict[str, list[str]] = {}
+    for bench, host in runs.items():
+        ran = (
+            f"Ran {host['date']} on {host['nproc']} cores of {host['cpu']} (load average "
+            f"{host['load']} when it ended), Python {host['python']}"
+        )
+        by_host.setdefault(ran, []).append(bench)
+    lines = [f"{ran}: {', '.join(benches)}." for ran, benches in by_host.items()]
+    lines += [
         "",
         "| bench | figure | value | baseline (same run) | ratio | goal |",
         "|---|---|---:|---|---:|---|",
@@ -100,19 +107,44 @@ def update_readme(table: str) -> None:
     README.write_text(f"{head}{START}\n{table}{END}{tail}", encoding="utf-8")
 
 
+def previous() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The rows and runs of ``bench/results.json`` (none if there is no such file)."""
+    path = BENCH_DIR / "results.json"
+    if not path.exists():
+        return [], {}
+    results = json.loads(path.read_text(encoding="utf-8"))
+    rows: list[dict[str, Any]] = results["rows"]
+    return rows, results["runs"]
+
+
 def main() -> int:
     scripts = sorted(p for p in BENCH_DIR.glob("*.py") if not p.name.startswith("_"))
-    rows: list[dict[str, Any]] = []
+    chosen = set(sys.argv[1:])
+    unknown = chosen - {s.stem for s in scripts}
+    if unknown:
+        print(f"no such bench: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    rows, runs = previous() if chosen else ([], {})
+    ran: list[str] = []
     failed = []
     for script in scripts:
+        if chosen and script.stem not in chosen:
+            continue
         try:
-            rows.extend(run_script(script))
+            measured = run_script(script)
         except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             failed.append(f"{script.name}: {exc}")
+            continue
+        rows = [r for r in rows if r["bench"] != script.stem] + measured
+        ran.append(script.stem)
     host = machine()
-    table = markdown(rows, host)
+    runs.update(dict.fromkeys(ran, host))
+    order = [s.stem for s in scripts]
+    rows.sort(key=lambda r: order.index(r["bench"]))
+    runs = {bench: runs[bench] for bench in order if bench in runs}
+    table = markdown(rows, runs)
     (BENCH_DIR / "results.json").write_text(
-        json.dumps({"machine": host, "rows": rows}, indent=2) + "\n", encoding="utf-8"
+        json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n", encoding="utf-8"
     )
     (BENCH_DIR / "results.md").write_text(table, encoding="utf-8")
     if not failed:
