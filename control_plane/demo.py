@@ -23,7 +23,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from control_plane.launcher import GOVPLANE, ServerProcess, free_port, init_data_dir, serve
+from control_plane.launcher import GOVPLANE, ServerProcess, free_ports, init_data_dir, serve
 from control_plane.sample_data import (
     ADULT_LABEL,
     ADULT_SENSITIVE,
@@ -465,7 +465,8 @@ def free_to_listen(host: str, port: int) -> None:
 
 def flower_ports() -> dict[str, str]:
     """The Flower ports of this environment, free ones where it names none."""
-    return {name: os.environ.get(name) or str(free_port()) for name in FLOWER_PORTS}
+    free = iter(free_ports(len(FLOWER_PORTS)))
+    return {name: os.environ.get(name) or str(next(free)) for name in FLOWER_PORTS}
 
 
 def walked(walk: Walk) -> bool:

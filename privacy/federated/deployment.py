@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,11 +147,13 @@ class Deployment:
             DeploymentError: the SuperLink did not come up, or refused a site's key.
         """
         self._share_ckks_key()
+        for host, port in self._superlink_addresses():
+            _refuse_taken(host, port)
         self._superlink = self._spawn(
             "superlink", [str(_BIN / "flower-superlink"), *self._superlink_args()]
         )
         try:
-            _wait_for_port(self.host, self.ports.control, timeout, self._superlink)
+            self._wait_for_superlink(timeout)
             if self.security.authenticated:
                 # A SuperNode whose key the SuperLink does not know exits at once: register first.
                 control = FlowerControl(
@@ -242,6 +245,40 @@ class Deployment:
                 with os.fdopen(descriptor, "wb") as file:
                     file.write(content)
                 os.replace(scratch, path)
+
+    def _wait_for_superlink(self, timeout: float) -> None:
+        """Wait until the SuperLink listens on all its ports: it binds them one after another
+        (the Fleet API last), and one it cannot bind ends it after the others listen.
+
+        Raises:
+            DeploymentError: it exited (the end of its log says why) or did not listen in time.
+        """
+        assert self._superlink is not None
+        addresses = self._superlink_addresses()
+        deadline = time.monotonic() + timeout
+        while addresses and time.monotonic() < deadline:
+            if self._superlink.poll() is not None:
+                log = (self.home / "logs" / "superlink.log").read_bytes()[-2000:]
+                raise DeploymentError(
+                    f"the SuperLink exited with {self._superlink.returncode}: "
+                    f"{log.decode(errors='replace')}"
+                )
+            with socket.socket() as probe:
+                if probe.connect_ex(addresses[0]) == 0:
+                    addresses.pop(0)
+                    continue
+            time.sleep(0.2)
+        if addresses:
+            host, port = addresses[0]
+            raise DeploymentError(f"the SuperLink did not listen on {host}:{port} in {timeout:g} s")
+
+    def _superlink_addresses(self) -> list[tuple[str, int]]:
+        """The SuperLink's listening addresses, in the order it binds them."""
+        return [
+            (self.host, self.ports.control),
+            ("127.0.0.1", self.ports.serverappio),
+            (self.host, self.ports.fleet),
+        ]
 
     def _superlink_args(self) -> list[str]:
         args = [
@@ -413,23 +450,25 @@ def _environment(home: Path) -> dict[str, str]:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
 
 
-def _wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
-    import socket
+def _refuse_taken(host: str, port: int) -> None:
+    """Refuse an address something already listens on: the SuperLink would bind its other
+    ports, then exit when it reached this one.
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DeploymentError(f"the SuperLink exited with {process.returncode}")
-        with socket.socket() as probe:
-            if probe.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.2)
-    raise DeploymentError(f"the SuperLink did not listen on {host}:{port} within {timeout:g} s")
+    Raises:
+        DeploymentError: the address cannot be bound.
+    """
+    with socket.socket() as probe:
+        # As gRPC binds: a port left in TIME_WAIT is free, one listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise DeploymentError(
+                f"the SuperLink cannot listen on {host}:{port}: {exc.strerror}"
+            ) from exc
