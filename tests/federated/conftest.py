@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from fastapi.testclient import TestClient
 
 from control_plane.app import create_app
 from control_plane.federation import site_deployment
-from control_plane.launcher import free_port
-from control_plane.sample_data import read_adult
+from control_plane.launcher import free_ports
+from control_plane.sample_data import ADULT_SITE_CATEGORICAL, ADULT_SITE_NUMERIC, read_adult
 from control_plane.settings import Settings
 from control_plane.store import Database
 from privacy.federated import Deployment
@@ -29,14 +30,15 @@ from tests.conftest import drain
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
+    fleet, control, serverappio = free_ports(3)
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         run_worker=False,
         worker_id="test",
-        flower_fleet_port=free_port(),
-        flower_control_port=free_port(),
-        flower_serverappio_port=free_port(),
+        flower_fleet_port=fleet,
+        flower_control_port=control,
+        flower_serverappio_port=serverappio,
         federated_round_timeout_seconds=300,
         federated_run_timeout_seconds=1200,
         run_lease_seconds=600,
@@ -102,6 +104,19 @@ class Federation:
     ) -> dict[str, Any]:
         return self.finish(self.submit(kind, target, inputs, **params))
 
+    def train(self, model: str, sites: Iterable[str], **params: Any) -> dict[str, Any]:
+        """A federated run training ``model`` to predict Adult's income on the sites' datasets."""
+        return self.run(
+            "federated_train",
+            f"model:{model}",
+            [f"dataset:{site}-data" for site in sites],
+            label="income",
+            positive_label=">50K",
+            numeric=ADULT_SITE_NUMERIC,
+            categorical=ADULT_SITE_CATEGORICAL,
+            **params,
+        )
+
     def finish(self, run_id: str) -> dict[str, Any]:
         drain(self.client)
         run: dict[str, Any] = self.client.get(f"/api/v1/runs/{run_id}").json()
@@ -122,6 +137,22 @@ def adult_partition(rows: int, workclasses: tuple[str, ...], sensitive: bool) ->
     if not sensitive:
         frame = frame.drop(columns=["sex", "race", "native-country"])
     return frame.drop_duplicates().reset_index(drop=True)
+
+
+@contextmanager
+def watching(*watchers: Callable[[threading.Event], None]) -> Iterator[None]:
+    """Run each watcher in a thread while the block runs; each is given an event set when the
+    block has ended, and is waited for."""
+    done = threading.Event()
+    threads = [threading.Thread(target=watcher, args=(done,)) for watcher in watchers]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
 
 
 def asked_to_train(deployment: Deployment, site: str, in_round: int, done: threading.Event) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from control_plane.sample_data import ADULT_SITE_NUMERIC as NUMERIC
 from control_plane.sample_data import ADULT_WORKCLASS_SITES as WORKCLASS_SITES
 from control_plane.store.models import LineageEvent
 from privacy.federated import Deployment, FeatureSpec, SiteStatistics
-from tests.federated.conftest import Federation, adult_partition, asked_to_train
+from tests.federated.conftest import Federation, adult_partition, asked_to_train, watching
 
 ACCURACY_MARGIN = 0.03
 
@@ -60,19 +61,14 @@ def test_three_sites_train_one_model_and_a_forbidding_site_is_excluded(
     federation.register_model("income-federated")
     federation.start_flower()
     # When a federated run without DP trains on all four datasets
-    run = federation.run(
-        "federated_train",
-        "model:income-federated",
-        [f"dataset:{site}-data" for site in [*WORKCLASS_SITES, "strict-site"]],
+    run = federation.train(
+        "income-federated",
+        [*WORKCLASS_SITES, "strict-site"],
         rounds=2,
         local_epochs=3,
         learning_rate=0.2,
         min_sites=3,
         secagg=True,
-        label="income",
-        positive_label=">50K",
-        numeric=NUMERIC,
-        categorical=CATEGORICAL,
     )
     # Then it succeeds with the three sites, and says why the fourth was excluded
     assert run["state"] == "succeeded", run["error"]
@@ -122,7 +118,7 @@ def _upstream(federation: Federation, node: str) -> set[str]:
 
 
 def _kill_when_training(
-    deployment: Deployment, site: str, done: threading.Event, in_round: int
+    deployment: Deployment, site: str, in_round: int, done: threading.Event
 ) -> None:
     """Kill the site's SuperNode as soon as its log shows a training message of ``in_round``."""
     if asked_to_train(deployment, site, in_round, done):
@@ -139,31 +135,15 @@ def _train_losing_sites(
         federation.add_site(site, adult_partition(3000, workclasses, True), "confidential")
     federation.register_model(model)
     deployment = federation.start_flower()
-    done = threading.Event()
-    killers = [
-        threading.Thread(target=_kill_when_training, args=(deployment, victim, done, in_round))
-        for victim in victims
-    ]
-    for killer in killers:
-        killer.start()
-    try:
-        run = federation.run(
-            "federated_train",
-            f"model:{model}",
-            [f"dataset:{site}-data" for site in WORKCLASS_SITES],
+    with watching(*(partial(_kill_when_training, deployment, v, in_round) for v in victims)):
+        run = federation.train(
+            model,
+            WORKCLASS_SITES,
             rounds=2,
             min_sites=2,
             on_site_loss=on_site_loss,
             dp={"epsilon": 2.0, "delta": 1e-6, "clipping_norm": 5.0},
-            label="income",
-            positive_label=">50K",
-            numeric=NUMERIC,
-            categorical=CATEGORICAL,
         )
-    finally:
-        done.set()
-        for killer in killers:
-            killer.join()
     assert deployment.dead() == victims
     return run
 

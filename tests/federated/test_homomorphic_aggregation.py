@@ -16,8 +16,6 @@ import yaml
 
 from connectors.registry import ModelUri
 from control_plane.connectors import model_registry
-from control_plane.sample_data import ADULT_SITE_CATEGORICAL as CATEGORICAL
-from control_plane.sample_data import ADULT_SITE_NUMERIC as NUMERIC
 from control_plane.sample_data import ADULT_WORKCLASS_SITES as WORKCLASS_SITES
 from policies import DEFAULT_BUNDLE_DIR
 from privacy.federated import FederatedPlan
@@ -52,18 +50,7 @@ def _require_he_for_internal_data(federation: Federation) -> None:
 
 def _train(federation: Federation, model: str, **params: Any) -> dict[str, Any]:
     federation.register_model(model)
-    return federation.run(
-        "federated_train",
-        f"model:{model}",
-        [f"dataset:{site}-data" for site in WORKCLASS_SITES],
-        rounds=2,
-        min_sites=3,
-        label="income",
-        positive_label=">50K",
-        numeric=NUMERIC,
-        categorical=CATEGORICAL,
-        **params,
-    )
+    return federation.train(model, WORKCLASS_SITES, rounds=2, min_sites=3, **params)
 
 
 def _weights(federation: Federation, model: str) -> tuple[np.ndarray[Any, Any], ...]:

@@ -20,8 +20,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from control_plane.sample_data import ADULT_SITE_CATEGORICAL as CATEGORICAL
-from control_plane.sample_data import ADULT_SITE_NUMERIC as NUMERIC
 from control_plane.sample_data import ADULT_WORKCLASS_SITES as WORKCLASS_SITES
 from control_plane.settings import Settings
 from privacy.federated import Deployment, DeploymentError, FlowerControl, Security, SiteNode
@@ -205,17 +203,7 @@ def test_a_secure_deployment_trains_with_registered_nodes_and_refuses_strangers(
                 pool.submit(_refused, tmp_path / name, control_address, ca, impostor_key)
                 for name, ca in (("insecure", None), ("stranger", pki.other_ca))
             ]
-            run = federation.run(
-                "federated_train",
-                "model:income-secure",
-                [f"dataset:{site}-data" for site in SITES],
-                rounds=1,
-                min_sites=2,
-                label="income",
-                positive_label=">50K",
-                numeric=NUMERIC,
-                categorical=CATEGORICAL,
-            )
+            run = federation.train("income-secure", SITES, rounds=1, min_sites=2)
             refused = [refusal.result() for refusal in refusals]
         # Then the run completes with the registered sites, over TLS
         assert run["state"] == "succeeded", run["error"]

@@ -8,16 +8,15 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from control_plane.sample_data import ADULT_SITE_CATEGORICAL as CATEGORICAL
-from control_plane.sample_data import ADULT_SITE_NUMERIC as NUMERIC
 from control_plane.sample_data import ADULT_WORKCLASS_SITES as WORKCLASS_SITES
 from control_plane.settings import Settings
 from privacy.federated import Deployment
-from tests.federated.conftest import Federation, adult_partition, asked_to_train
+from tests.federated.conftest import Federation, adult_partition, asked_to_train, watching
 
 # A plain FedAvg round of these partitions (training and evaluation) takes 15-20 s here: the
 # timeout leaves a loaded machine ample room, and the straggler is paused well past it.
@@ -92,25 +91,10 @@ def test_a_straggler_is_lost_for_the_round_it_misses_and_takes_part_again(
     # site's ClientApp stalls past the round timeout in round 2
     straggler = "self-employed"
     others = sorted(set(WORKCLASS_SITES) - {straggler})
-    done = threading.Event()
-    pauser = threading.Thread(target=_straggle, args=(deployment, straggler, 2, done))
-    pauser.start()
-    try:
-        run = federation.run(
-            "federated_train",
-            "model:income-straggler",
-            [f"dataset:{site}-data" for site in WORKCLASS_SITES],
-            rounds=3,
-            min_sites=2,
-            on_site_loss="continue",
-            label="income",
-            positive_label=">50K",
-            numeric=NUMERIC,
-            categorical=CATEGORICAL,
+    with watching(partial(_straggle, deployment, straggler, 2)):
+        run = federation.train(
+            "income-straggler", WORKCLASS_SITES, rounds=3, min_sites=2, on_site_loss="continue"
         )
-    finally:
-        done.set()
-        pauser.join()
     # Then the run succeeds, every site contributed, and the straggler missed round 2 only
     assert run["state"] == "succeeded", run["error"]
     outputs = run["outputs"]
