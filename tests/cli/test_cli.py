@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from control_plane.cli import app
-from control_plane.launcher import GOVPLANE, init_data_dir, serve
+from control_plane.launcher import GOVPLANE, free_ports, init_data_dir, serve
 from policies import DEFAULT_BUNDLE_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,3 +154,23 @@ def test_policy_check_names_the_problem_in_a_broken_bundle(tmp_path: Path) -> No
     code, out = _cli("policy", "check", str(tmp_path))
     assert code == 1
     assert "gates.yaml" in out
+
+
+def test_sites_up_names_a_flower_port_that_is_taken_and_starts_nothing(tmp_path: Path) -> None:
+    assert _cli("init", "--data-dir", str(tmp_path), "--json")[0] == 0
+    fleet, control, serverappio = free_ports(3)
+    env = {
+        "GOVPLANE_FLOWER_FLEET_PORT": str(fleet),
+        "GOVPLANE_FLOWER_CONTROL_PORT": str(control),
+        "GOVPLANE_FLOWER_SERVERAPPIO_PORT": str(serverappio),
+    }
+    # Given another server on the Fleet API's port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", fleet))
+        squatter.listen()
+        result = runner.invoke(app, ["sites", "up", "--data-dir", str(tmp_path)], env=env)
+    # Then the command fails naming the address, and no SuperLink was started
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{fleet}: Address already in use" in result.output
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", control)) != 0
