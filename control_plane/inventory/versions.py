@@ -88,11 +88,11 @@ def _registry_uri(value: str) -> ModelUri:
 
 
 def find_version(session: Session, model_ref: str, version: object) -> ModelVersion:
-    """The version ``version`` of the model ``model:NAME`` names.
+    """The version ``version`` of the model ``model:NAME`` names; a run's params give it, so
+    an unknown one is invalid input.
 
     Raises:
-        InvalidInputError: ``version`` is not a positive integer.
-        NotFoundError: no such model or version.
+        InvalidInputError: ``version`` is not a positive integer, or no such model or version.
     """
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InvalidInputError(f"params.version must be a positive integer, not {version!r}")
@@ -103,7 +103,7 @@ def find_version(session: Session, model_ref: str, version: object) -> ModelVers
         .where(Model.name == name, ModelVersion.version == version)
     ).first()
     if row is None:
-        raise NotFoundError(f"model {name!r} has no version {version}")
+        raise InvalidInputError(f"model {name!r} has no version {version}")
     return row
 
 
@@ -111,8 +111,8 @@ def promotion_facts(session: Session, model_ref: str, params: Mapping[str, Any])
     """What the ``promotion_evidence`` gate judges a promote run on, read at submit time.
 
     Raises:
-        InvalidInputError: ``params.version`` is missing or not a positive integer.
-        NotFoundError: no such version.
+        InvalidInputError: ``params.version`` is missing, not a positive integer, or no
+            version of the model.
     """
     row = find_version(session, model_ref, params.get("version"))
     evaluation = row.evidence.get("evaluation") or {}

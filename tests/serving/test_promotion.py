@@ -82,8 +82,11 @@ def test_a_promotion_needs_a_version(governed: Governed) -> None:
     missing = governed.client.post("/api/v1/runs", json=body)
     assert missing.status_code == 422
     assert "params.version" in missing.json()["detail"]
+    # And a version the model does not have is invalid input too: the body names it
     body["params"] = {"target_stage": "staging", "version": 9}
-    assert governed.client.post("/api/v1/runs", json=body).status_code == 404
+    unknown = governed.client.post("/api/v1/runs", json=body)
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == "model 'credit' has no version 9"
 
 
 def test_second_production_promotion_archives_the_first_and_rollback_restores_it(
