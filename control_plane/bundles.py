@@ -21,6 +21,12 @@ from control_plane.store.revisions import bump_revision, lock_revision
 from policies import BundleError, PolicyBundle
 
 
+def stored_bundle(session: Session, version: str) -> PolicyBundle:
+    """The stored bundle of ``version``, active or not (a run keeps the version it was
+    planned under)."""
+    return PolicyBundle.from_files(session.get_one(PolicyBundleRow, version).files)
+
+
 def active_bundle_row(session: Session) -> PolicyBundleRow | None:
     """The active bundle's row, if any."""
     return session.scalars(

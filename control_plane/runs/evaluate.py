@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from connectors.lake import Lake, LakeError
 from connectors.registry import ModelFlavor, ModelRegistry, ModelUri, Provenance, RegistryError
 from control_plane.audit_trail import AuditLog
+from control_plane.bundles import stored_bundle
 from control_plane.inventory.model_card import CARD_FILES, ModelCard, render_card
 from control_plane.inventory.versions import record_model_version
 from control_plane.runs.evidence import (
@@ -59,9 +60,8 @@ from control_plane.store.models import (
     GateResultRow,
     Model,
     ModelVersion,
-    PolicyBundleRow,
 )
-from policies import GateResult, GateStatus, PolicyBundle
+from policies import GateResult, GateStatus
 from policies.gates import EvaluationError, ModelEvaluation, evaluate_model
 from policies.mitigation import Mitigation, refit_fair
 
@@ -116,9 +116,7 @@ class EvaluateExecutor:
         name = context.target.removeprefix("model:")
         with self._db.session() as session:
             subject = _subject(session, context, name, params.version)
-            bundle = PolicyBundle.from_files(
-                session.get_one(PolicyBundleRow, context.bundle_version).files
-            )
+            bundle = stored_bundle(session, context.bundle_version)
         current = self._read(subject.current)
         reference = pandas.concat(
             [self._read(snapshot) for snapshot in subject.reference], ignore_index=True

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from connectors.registry import ModelFlavor, ModelRegistry, Provenance
 from control_plane.audit_trail import AuditLog
+from control_plane.bundles import stored_bundle
 from control_plane.inventory.sites import holder_of, site_verdict
 from control_plane.inventory.versions import record_model_version
 from control_plane.privacy_ledger import PrivacyLedger
@@ -49,8 +50,7 @@ from control_plane.runs.executors import ExecutionContext, ExecutionError
 from control_plane.runs.states import RunKind
 from control_plane.settings import Settings
 from control_plane.store import Database
-from control_plane.store.models import Dataset, PolicyBundleRow
-from policies import PolicyBundle
+from control_plane.store.models import Dataset
 from privacy.accounting import Mechanism, StepSegment, epsilon_spent, noise_for_epsilon
 from privacy.federated import (
     DifferentialPrivacy,
@@ -249,8 +249,7 @@ class FederatedTrainExecutor:
     def _he_required(self, context: ExecutionContext) -> frozenset[str]:
         """The classifications whose rule in the run's bundle requires homomorphic aggregation."""
         with self._db.session() as session:
-            files = session.get_one(PolicyBundleRow, context.bundle_version).files
-        rules = PolicyBundle.from_files(files).privacy.classifications
+            rules = stored_bundle(session, context.bundle_version).privacy.classifications
         return frozenset(name for name, rule in rules.items() if rule.federated_he)
 
     def _reserve(self, context: ExecutionContext, inputs: list[_Input], dp: DpParams) -> None:

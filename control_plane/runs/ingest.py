@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from connectors.lake import Lake, LakeError
 from control_plane.audit_trail import AuditLog
+from control_plane.bundles import stored_bundle
 from control_plane.ingest.classification import (
     ColumnClassification,
     apply_transformations,
@@ -42,8 +43,8 @@ from control_plane.runs.executors import ExecutionContext
 from control_plane.runs.states import RunKind
 from control_plane.settings import Settings
 from control_plane.store import Database, utcnow
-from control_plane.store.models import Dataset, GateResultRow, PolicyBundleRow
-from policies import GateResult, GateStatus, PolicyBundle
+from control_plane.store.models import Dataset, GateResultRow
+from policies import GateResult, GateStatus
 from policies.gates.quality import DataQualityGate
 from policies.vocabulary import Classification
 from privacy import MissingKeyError, Pseudonymizer
@@ -116,9 +117,7 @@ class IngestExecutor:
         with self._db.session() as session:
             dataset = session.scalars(select(Dataset).where(Dataset.name == name)).one()
             dataset_id, default = dataset.id, dataset.classification
-            bundle = PolicyBundle.from_files(
-                session.get_one(PolicyBundleRow, context.bundle_version).files
-            )
+            bundle = stored_bundle(session, context.bundle_version)
         source = self._read(params.source, dataset_id)
         typed = _declared_types(source, params.columns)
         declared = {c: d.classification for c, d in params.columns.items() if d.classification}

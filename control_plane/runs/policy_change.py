@@ -6,12 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from control_plane.audit_trail import AuditLog
-from control_plane.bundles import activate_bundle
+from control_plane.bundles import activate_bundle, stored_bundle
 from control_plane.runs.executors import ExecutionContext
 from control_plane.runs.states import RunKind
 from control_plane.store import Database
-from control_plane.store.models import PolicyBundleRow
-from policies import PolicyBundle
 
 
 class PolicyChangeExecutor:
@@ -26,8 +24,7 @@ class PolicyChangeExecutor:
     def execute(self, context: ExecutionContext) -> Mapping[str, Any]:
         version = context.target.removeprefix("policy:")
         with self._db.session(write=True) as session:
-            row = session.get_one(PolicyBundleRow, version)
-            bundle = PolicyBundle.from_files(row.files)
+            bundle = stored_bundle(session, version)
             activate_bundle(session, bundle, context.submitted_by)
             self._trail.append(
                 session,

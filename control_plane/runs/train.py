@@ -55,6 +55,7 @@ from connectors.training import (
 from connectors.training.base import Submission, SubmissionState
 from control_plane.audit_trail import AuditLog
 from control_plane.authorization import Guard
+from control_plane.bundles import stored_bundle
 from control_plane.errors import ConflictError, InvalidInputError, NotFoundError
 from control_plane.inventory.versions import record_model_version
 from control_plane.lineage.recorder import job_name, job_namespace
@@ -62,8 +63,7 @@ from control_plane.privacy_ledger import PrivacyLedger, budget_for
 from control_plane.runs.executors import ExecutionContext
 from control_plane.runs.states import RunKind, RunState
 from control_plane.store import Database
-from control_plane.store.models import Dataset, PolicyBundleRow, PrivacyLedgerEntry, Run
-from policies import PolicyBundle
+from control_plane.store.models import Dataset, PrivacyLedgerEntry, Run
 from privacy.accounting import StepSegment, epsilon_spent, noise_for_epsilon
 from privacy.budget import epsilon_of, epsilon_units
 from privacy.dp_sgd import DpSgdPlan
@@ -172,9 +172,7 @@ class TrainExecutor:
             dataset = session.scalars(select(Dataset).where(Dataset.name == name)).one()
             if dataset.snapshot_id is None or dataset.lake_table is None:
                 raise TrainError(f"dataset {name} has no lake snapshot: ingest it first")
-            bundle = PolicyBundle.from_files(
-                session.get_one(PolicyBundleRow, context.bundle_version).files
-            )
+            bundle = stored_bundle(session, context.bundle_version)
             budget = budget_for(bundle, dataset)
             dataset_id, snapshot_id = dataset.id, dataset.snapshot_id
             table, rows = dataset.lake_table, dataset.row_count or 0
